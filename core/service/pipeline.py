@@ -1,0 +1,218 @@
+"""The datagram pipeline: one request's bytes in, the reply's bytes out (or nothing).
+
+Owns: the order of the hot path (DESIGN §2 step 1, STYLE §2.3): known client -> structure ->
+code -> Message-Authenticator -> duplicate -> decide -> encode. Counting happens here in plain
+integers (``Stats``); logging and Prometheus never do.
+
+Invariants:
+- Synchronous and memory-only: no await, no I/O, no clock (``now`` is a parameter).
+- A packet with a bad Message-Authenticator never touches the reply cache (RFC 5080 §2.2.2).
+- A retransmission gets the cached bytes and causes no second decision or effect.
+- A reject is not sent before ``reject_delay``; it waits in ``delayed`` (FIFO, so ordered by due
+  time) for the transport to send, and its duplicates are "in progress" until then.
+
+Must not: import asyncio, structlog or prometheus_client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Final, NamedTuple
+
+from core.config import Radius
+from core.policy.admission import TableView, decide
+from core.policy.verdict import AdmissionRequest, Reason
+from core.radius.auth import (
+    sign_reply,
+    verify_accounting_authenticator,
+    verify_message_authenticator,
+)
+from core.radius.codes import Code, Drop, MalformedPacket
+from core.radius.dedup import Address, Key, ReplyCache
+from core.radius.dictionary import VENDOR_3GPP, Handles
+from core.radius.wire import Packet, encode_attribute, parse, vendor_key
+from core.service.clients import ClientEntry, Clients
+from core.service.stats import Stats
+
+_ACCESS_REQUEST: Final = int(Code.ACCESS_REQUEST)
+_ACCOUNTING_REQUEST: Final = int(Code.ACCOUNTING_REQUEST)
+_STATUS_SERVER: Final = int(Code.STATUS_SERVER)
+_ACCEPT: Final = int(Code.ACCESS_ACCEPT)
+_REJECT: Final = int(Code.ACCESS_REJECT)
+_ACCOUNTING_RESPONSE: Final = int(Code.ACCOUNTING_RESPONSE)
+
+
+class Delayed(NamedTuple):
+    """A reject waiting for its ``reject_delay`` to pass."""
+
+    due: float
+    address: Address
+    key: Key
+    authenticator: bytes
+    reply: bytes
+
+
+class Pipeline:
+    """The hot path of one receiving socket (``auth`` or ``acct``)."""
+
+    def __init__(
+        self,
+        *,
+        port: str,
+        clients: Clients,
+        table: TableView,
+        handles: Handles,
+        settings: Radius,
+        stats: Stats,
+    ) -> None:
+        self.port = port
+        self.clients = clients
+        #: swapped whole (one assignment) when a new snapshot is mapped
+        self.table = table
+        self.stats = stats
+        self.cache = ReplyCache(ttl=settings.reply_cache_ttl)
+        self.delayed: deque[Delayed] = deque()
+        self.reject_delay = settings.reject_delay
+        self.status_server = settings.status_server
+        self.imsi_from_user_name = settings.imsi_from_user_name
+        self._handles = handles
+        self._imsi = vendor_key(VENDOR_3GPP, handles.imsi_3gpp)
+        self._imeisv = vendor_key(VENDOR_3GPP, handles.imeisv_3gpp)
+        self._eap = handles.eap_message
+        self._reject_attributes = {
+            reason: encode_attribute(handles.reply_message, reason.value.encode())
+            for reason in Reason
+        }
+        self._framed_ip_header = bytes((handles.framed_ip_address, 6))
+        self._class_header = handles.class_
+        self._boot = int.from_bytes(os.urandom(4), "big")
+        self._sessions = 0
+
+    def handle(self, data: bytes, address: Address, now: float) -> bytes | None:
+        """Process one datagram; return the reply to send now, or None."""
+        client = self.clients.find(address[0])
+        if client is None:
+            return self._drop(Drop.UNKNOWN_CLIENT)
+        try:
+            packet = parse(data, VENDOR_3GPP)
+        except MalformedPacket as error:
+            return self._drop(error.drop)
+        code = packet.code
+        client.counters.requests[code] += 1
+        if code == _ACCESS_REQUEST and self.port == "auth":
+            return self._access_request(packet, client, address, now)
+        if code == _STATUS_SERVER and self.status_server:
+            return self._status_server(packet, client)
+        if code == _ACCOUNTING_REQUEST and self.port == "acct":
+            return self._accounting_request(packet, client)
+        return self._drop(Drop.UNEXPECTED_CODE)
+
+    def _drop(self, reason: Drop) -> bytes | None:
+        """Count a silent discard; returns None so callers can ``return self._drop(...)``."""
+        self.stats.drops[reason] += 1
+        return None
+
+    def _authentic(self, packet: Packet, client: ClientEntry) -> Drop | None:
+        """BlastRADIUS rules: a missing MA is checked before any authenticator (REFERENCE §2.2)."""
+        position = packet.message_authenticator
+        if position < 0:
+            if client.require_message_authenticator or packet.proxy_states is not None:
+                return Drop.MA_MISSING  # "limit Proxy-State" applies when MA is not required
+            if self._eap in packet.offsets:
+                return Drop.MA_MISSING  # MA MUST accompany EAP-Message (RFC 3579 §3.2)
+            return None
+        if not verify_message_authenticator(packet.data, packet.length, position, client.secret):
+            return Drop.MA_BAD
+        return None
+
+    def _access_request(
+        self, packet: Packet, client: ClientEntry, address: Address, now: float
+    ) -> bytes | None:
+        problem = self._authentic(packet, client)
+        if problem is not None:
+            return self._drop(problem)
+        key = (address, packet.identifier)
+        authenticator = packet.authenticator
+        cached = self.cache.begin(key, authenticator, now)
+        if cached is not None:
+            client.counters.duplicates += 1
+            if cached:
+                return cached
+            return self._drop(Drop.DUPLICATE_IN_PROGRESS)
+        value = packet.value
+        imsi = value(self._imsi)
+        user_name = value(self._handles.user_name)
+        if imsi is None and self.imsi_from_user_name:
+            imsi = user_name
+        challenge = value(self._handles.chap_challenge)
+        request = AdmissionRequest(
+            imsi,
+            value(self._imeisv),
+            user_name,
+            value(self._handles.chap_password),
+            authenticator if challenge is None else challenge,
+        )
+        verdict = decide(request, self.table)
+        stats = self.stats
+        stats.decisions[verdict.reason] += 1
+        if verdict.effects:
+            stats.effects[verdict.effects] += 1
+        if verdict.accept:
+            subscriber = verdict.subscriber
+            assert subscriber is not None
+            attributes = self._accept_attributes(subscriber.primary_imsi, subscriber.framed_ip)
+            code = _ACCEPT
+        else:
+            attributes = self._reject_attributes[verdict.reason]
+            code = _REJECT
+        if packet.proxy_states is not None:
+            attributes += packet.proxy_state_attributes()
+        reply = sign_reply(code, packet.identifier, authenticator, attributes, client.secret)
+        stats.replies[code] += 1
+        if code == _REJECT and self.reject_delay > 0:
+            self.delayed.append(
+                Delayed(now + self.reject_delay, address, key, authenticator, reply)
+            )
+            return None
+        self.cache.finish(key, authenticator, reply, now)
+        return reply
+
+    def _accept_attributes(self, primary_imsi: int, framed_ip: int) -> bytes:
+        self._sessions += 1
+        # Class identifies the session and the SIM (by its primary IMSI); the NAS echoes it in
+        # accounting (RFC 2865 §5.25).
+        value = b"simgate:%015d:%08x%08x" % (primary_imsi, self._boot, self._sessions)
+        attributes = bytes((self._class_header, len(value) + 2)) + value
+        if framed_ip:
+            attributes += self._framed_ip_header + framed_ip.to_bytes(4, "big")
+        return attributes
+
+    def _status_server(self, packet: Packet, client: ClientEntry) -> bytes | None:
+        # RFC 5997 §3: Status-Server MUST carry a valid Message-Authenticator; no side effects.
+        position = packet.message_authenticator
+        if position < 0:
+            return self._drop(Drop.MA_MISSING)
+        if not verify_message_authenticator(packet.data, packet.length, position, client.secret):
+            return self._drop(Drop.MA_BAD)
+        code = _ACCEPT if self.port == "auth" else _ACCOUNTING_RESPONSE
+        attributes = packet.proxy_state_attributes()
+        self.stats.replies[code] += 1
+        return sign_reply(code, packet.identifier, packet.authenticator, attributes, client.secret)
+
+    def _accounting_request(self, packet: Packet, client: ClientEntry) -> bytes | None:
+        if not verify_accounting_authenticator(packet.data, packet.length, client.secret):
+            return self._drop(Drop.BAD_AUTHENTICATOR)
+        # Sessions from accounting are not recorded yet; an Accounting-Response may only be
+        # sent for a recorded request (RFC 2866 §4.1), so none is sent.
+        return self._drop(Drop.NOT_RECORDED)
+
+    def due_rejects(self, now: float) -> list[Delayed]:
+        """Take the rejects whose delay has passed, marking them answered in the cache."""
+        delayed = self.delayed
+        ready: list[Delayed] = []
+        while delayed and delayed[0].due <= now:
+            item = delayed.popleft()
+            self.cache.finish(item.key, item.authenticator, item.reply, now)
+            ready.append(item)
+        return ready

@@ -1,0 +1,58 @@
+"""Counters of the hot path, as plain integers.
+
+Owns: every number the hot path counts. The datagram path only does ``+= 1`` on dict entries
+that exist from start-up (STYLE §2.3 rule 7); ``core.metrics`` reads them when Prometheus
+scrapes, so no prometheus-client object is touched per packet.
+
+Invariants: every key a counter can be incremented with is present from construction (a missing
+key would be a bug, not a new series); label values are enum values and configured client
+names, never IMSIs, IMEIs or addresses.
+
+Must not: import prometheus_client, asyncio or logging.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Final
+
+from core.policy.verdict import Effect, Reason
+from core.radius.codes import Code, Drop
+
+#: Upper bounds (seconds) of the processing-time histogram: from 10 µs, as the issue asks.
+DURATION_BOUNDS: Final = (
+    0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005,
+    0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+)  # fmt: skip
+
+
+class ClientCounters:
+    """Requests and duplicates of one configured client, by packet code."""
+
+    __slots__ = ("duplicates", "name", "requests")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.requests: dict[int, int] = dict.fromkeys(map(int, Code), 0)
+        self.duplicates = 0
+
+
+class Stats:
+    """Everything the hot path counts, for one process."""
+
+    __slots__ = ("decisions", "drops", "duration_buckets", "duration_sum", "effects", "replies")
+
+    def __init__(self) -> None:
+        self.decisions: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.drops: dict[Drop, int] = dict.fromkeys(Drop, 0)
+        self.effects: dict[Effect, int] = dict.fromkeys(
+            (Effect.ACTIVATE, Effect.LOCK, Effect.ACTIVATE | Effect.LOCK), 0
+        )
+        self.replies: dict[int, int] = dict.fromkeys(map(int, Code), 0)
+        self.duration_buckets = [0] * (len(DURATION_BOUNDS) + 1)  # the last one is +Inf
+        self.duration_sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one packet's processing time in the histogram."""
+        self.duration_buckets[bisect_left(DURATION_BOUNDS, seconds)] += 1
+        self.duration_sum += seconds
