@@ -101,6 +101,7 @@ class Server:
             self._protocols.append(await udp.serve(pipeline, sock))
         await self._start_http(clients)
         self._tasks.append(asyncio.create_task(udp.sweep(self.pipelines)))
+        self._tasks.append(asyncio.create_task(self._verify_cold()))
         drop_log = udp.DropLog(self.pipelines, self.config.log.drop_interval)
         self._tasks.append(asyncio.create_task(drop_log.run()))
         for warning in self.config.warnings:
@@ -133,6 +134,17 @@ class Server:
             )
             return Table.empty()
         return table
+
+    async def _verify_cold(self) -> None:
+        """Check the snapshot's cold section (SIM documents) off the hot path, after start-up.
+
+        Decisions never read it; the admin API does. A failure is logged loudly: the snapshot
+        must be rebuilt (``simgate import``) before SIM documents can be served.
+        """
+        try:
+            await asyncio.to_thread(self.table.verify_cold)
+        except Exception as error:  # noqa: BLE001 - the store's error names the file and reason
+            log.error("snapshot_cold_section_refused", detail=str(error))
 
     def _bind(self, port: int, key: str) -> socket.socket:
         settings = self.config.radius

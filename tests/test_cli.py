@@ -1,0 +1,187 @@
+"""The ``simgate`` command as an operator runs it: import, serve, probe, stop with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.subscribers import SIMS
+
+SIMGATE = [sys.executable, "-m", "core.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "cli-test-secret-0123456789"
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(directory: Path, **radius: object) -> tuple[Path, dict[str, int]]:
+    ports = {"auth": free_port(), "acct": free_port(), "http": free_port(socket.SOCK_STREAM)}
+    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in radius.items())
+    config = directory / "simgate.toml"
+    config.write_text(
+        f"""
+[radius]
+listen = "127.0.0.1"
+auth_port = {ports["auth"]}
+acct_port = {ports["acct"]}
+{extra}
+[[radius.clients]]
+name = "radios"
+address = "127.0.0.0/8"
+secret = "{SECRET}"
+
+[store]
+data_dir = "{directory / "data"}"
+
+[http]
+port = {ports["http"]}
+
+[log]
+format = "json"
+"""
+    )
+    return config, ports
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SIMGATE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, int]]]:
+    """``simgate import`` the shared SIMs, then ``simgate serve`` until the test ends."""
+    config, ports = write_config(tmp_path, reject_delay=0.0)
+    data = tmp_path / "sims.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in SIMS))
+    imported = run("import", "--config", str(config), str(data))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 13 SIMs" in imported.stdout
+    process = subprocess.Popen(
+        [*SIMGATE, "serve", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_ready(process)
+        yield process, ports
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def wait_ready(process: subprocess.Popen[str]) -> dict[str, object]:
+    assert process.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            raise AssertionError(f"server exited: {process.wait(5)}")
+        event = json.loads(line)
+        if event.get("event") == "ready":
+            return dict(event)
+    raise AssertionError("server not ready in 30 s")
+
+
+def probe(ports: dict[str, int], *args: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        "probe",
+        "--port",
+        str(ports["auth"]),
+        "--secret",
+        SECRET,
+        "--timeout",
+        "1",
+        "--attempts",
+        "1",
+        *args,
+    )
+
+
+def test_probe_exit_codes_follow_the_verdict(
+    served: tuple[subprocess.Popen[str], dict[str, int]],
+) -> None:
+    _, ports = served
+    accept = probe(ports, "440100000000003", "3538792342526301")
+    assert (accept.returncode, accept.stdout.split()[0]) == (0, "accept")
+    reject = probe(ports, "440100000000003", "490154203237518")
+    assert reject.returncode == 1
+    assert "reason=imei-mismatch" in reject.stdout
+    dropped = probe(ports, "440100000000003", "--json", "--no-message-authenticator")
+    assert dropped.returncode == 2  # dropped (Message-Authenticator required): no answer
+    assert json.loads(dropped.stdout)["verdict"] == "no-answer"
+
+
+def test_sigterm_stops_the_server_cleanly(
+    served: tuple[subprocess.Popen[str], dict[str, int]],
+) -> None:
+    process, _ = served
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+    _, stderr = process.communicate(timeout=5)
+    assert '"event": "stopped"' in stderr
+
+
+def test_bad_config_stops_startup_naming_the_key(tmp_path: Path) -> None:
+    config, _ = write_config(tmp_path, reject_delay="soon")
+    result = run("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert "radius.reject_delay" in result.stderr
+
+
+def test_unknown_config_key_stops_startup(tmp_path: Path) -> None:
+    config, _ = write_config(tmp_path, reject_dealy=1.0)
+    result = run("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert "radius.reject_dealy: unknown key" in result.stderr
+
+
+def test_corrupt_only_snapshot_refuses_to_start(tmp_path: Path) -> None:
+    config, _ = write_config(tmp_path)
+    data = tmp_path / "sims.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in SIMS))
+    assert run("import", "--config", str(config), str(data)).returncode == 0
+    (snapshot,) = (tmp_path / "data" / "snapshots").glob("*.sgs")
+    raw = bytearray(snapshot.read_bytes())
+    raw[-100] ^= 0xFF  # a flipped bit inside the last section
+    snapshot.write_bytes(bytes(raw))
+    result = run("serve", "--config", str(config))
+    assert result.returncode == 3
+    assert snapshot.name in result.stderr
+
+
+def test_import_reports_bad_lines_and_writes_nothing(tmp_path: Path) -> None:
+    config, _ = write_config(tmp_path)
+    data = tmp_path / "bad.jsonl"
+    data.write_text(
+        '{"simId": "1", "imsi": "440100000000001"}\n{"simId": "2", "imsi": "44010000000000X"}\n'
+    )
+    result = run("import", "--config", str(config), str(data))
+    assert result.returncode == 2
+    assert "line 2" in result.stderr
+    assert "imsi" in result.stderr
+    assert not list((tmp_path / "data").glob("snapshots/*.sgs"))
+
+
+def test_help_lists_the_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("serve", "import", "probe"):
+        assert command in result.stdout
