@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import provision
 from core.provision import (
     COVERAGES,
     MAX_SHOWN,
@@ -19,6 +18,7 @@ from core.provision import (
     SimRow,
     VirtualRow,
     import_file,
+    reader,
     write_snapshot,
 )
 from core.store.records import NO_GROUP, Group, Status
@@ -403,7 +403,7 @@ def test_csv_group_columns_and_unknown_columns(tmp_path: Path) -> None:
 
 
 def test_progress_is_reported_in_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(provision, "_PROGRESS_EVERY", 2)
+    monkeypatch.setattr(reader, "_PROGRESS_EVERY", 2)
     lines = [sim(simId=f"s{n}", imsi=f"44010000000{n:04d}") for n in range(5)]
     source = jsonl(tmp_path, lines)
     calls: list[tuple[int, int]] = []

@@ -1,7 +1,7 @@
 """The subscriber table the decision reads: a read-only view over a mapped snapshot.
 
 Owns: IMSI -> Subscriber and simId -> SIM lookups in O(1) on the snapshot's hash indexes (format in
-core.store.snapshot), the groups, and picking the newest valid snapshot at start-up.
+core.store.format), the groups, and picking the newest valid snapshot at start-up.
 
 Invariants:
 - Opening copies nothing per SIM out of the map: start-up time and memory do not grow with the
@@ -25,8 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from core.store.records import NO_GROUP, Group, Status, Subscriber
-from core.store.snapshot import (
+from core.store.format import (
     ALLOW_UNREPORTED,
     COLD,
     FIBONACCI,
@@ -41,14 +40,12 @@ from core.store.snapshot import (
     SIM_ID_SLOT,
     TERMINATED,
     VIRTUAL,
-    MappedSnapshot,
     SnapshotError,
-    empty_snapshot,
     list_snapshots,
-    map_snapshot,
     sim_id_key,
-    verify_section,
 )
+from core.store.records import NO_GROUP, Group, Status, Subscriber
+from core.store.snapshot import MappedSnapshot, empty_snapshot, map_snapshot, verify_section
 
 #: Status by stored octet. 0 is never written; should it appear it reads as terminated (closed).
 _STATUSES: Final = (Status.TERMINATED, *Status)

@@ -11,18 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.store import snapshot, table
+from core.store import snapshot_writer, table
 from core.store.records import NO_GROUP, Group, Status
 from core.store.snapshot import (
     ALIGN,
     FIBONACCI,
     SnapshotError,
     SnapshotWriter,
-    _fill,
     group_document,
     imsi_home,
     slot_bits,
 )
+from core.store.snapshot_writer import _fill
 from core.store.table import Table, load_newest
 from tests.conftest import TableFactory
 
@@ -115,7 +115,7 @@ def test_colliding_sim_id_keys_are_told_apart(
     def colliding(sim_id: str) -> int:
         return 0x1234
 
-    monkeypatch.setattr(snapshot, "sim_id_key", colliding)
+    monkeypatch.setattr(snapshot_writer, "sim_id_key", colliding)
     monkeypatch.setattr(table, "sim_id_key", colliding)
     with SnapshotWriter(tmp_path, 1, 0.0) as writer:
         for n in range(5):
