@@ -115,17 +115,22 @@ def decide(request: AdmissionRequest, table: TableView) -> Verdict:
     admitted, effects = STATUS_TABLE[subscriber.status]
     if not admitted:
         return Verdict(False, Reason.SIM_NOT_ACTIVE, Effect.NONE, subscriber, 0)
-    if subscriber.group != NO_GROUP:  # step 5
-        group = table.groups[subscriber.group]
-        if group.chap_username is not None and not chap_ok(request, group):
-            return Verdict(False, Reason.CHAP_FAILED, Effect.NONE, subscriber, 0)
+    group = None if subscriber.group == NO_GROUP else table.groups[subscriber.group]
+    if group is not None and group.chap_username is not None and not chap_ok(request, group):
+        return Verdict(False, Reason.CHAP_FAILED, Effect.NONE, subscriber, 0)  # step 5
     reported = imei.NOT_REPORTED  # step 6
     if request.imeisv is not None and not subscriber.virtual:
         reported = imei.reported_identity(request.imeisv)
     reason = LOCK_TABLE[lock_state(subscriber), classify(reported, subscriber.lock)]
     if reason is not Reason.OK:
         return Verdict(False, reason, Effect.NONE, subscriber, reported)
-    if not subscriber.lock and subscriber.lock_on_first_connect and reported > 0:
+    if (
+        not subscriber.lock
+        and reported > 0
+        and (
+            subscriber.lock_on_first_connect or (group is not None and group.lock_on_first_connect)
+        )
+    ):
         effects |= Effect.LOCK
     # step 7; perf: tuple.__new__ skips the NamedTuple's Python-level __new__ (bench/micro.py)
     return _new(Verdict, (True, Reason.OK, effects, subscriber, reported))

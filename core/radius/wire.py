@@ -139,8 +139,16 @@ def parse(data: bytes, indexed_vendor: int | None = None) -> Packet:
         raise MalformedPacket(Drop.BAD_ATTRIBUTE) from None
     return _new_packet(
         Packet,
-        (data[0], data[1], length, data[4:HEADER_LEN], offsets, message_authenticator,
-         proxy_states, data),
+        (
+            data[0],
+            data[1],
+            length,
+            data[4:HEADER_LEN],
+            offsets,
+            message_authenticator,
+            proxy_states,
+            data,
+        ),
     )
 
 
