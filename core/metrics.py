@@ -62,6 +62,7 @@ class SimgateCollector(Collector):
         yield from self._requests()
         yield from self._decisions()
         yield from self._histogram()
+        yield from self._events()
         yield from self._table()
         yield from self._kernel()
         info = GaugeMetricFamily("simgate_build_info", "simgate version", labels=["version"])
@@ -132,6 +133,27 @@ class SimgateCollector(Collector):
             sum_value=stats.duration_sum,
         )
         yield histogram
+
+    def _events(self) -> Iterator[Metric]:
+        stats = self._stats
+        dropped = CounterMetricFamily(
+            "simgate_events_dropped",
+            "Event actions not carried out (webhook queue full, no webhook URL, failed action)",
+            labels=["reason"],
+        )
+        for reason, count in stats.events_dropped.items():
+            dropped.add_metric([reason.value], count)
+        yield dropped
+        yield CounterMetricFamily(
+            "simgate_webhook_deliveries",
+            "Webhook POSTs answered with a 2xx status",
+            value=stats.webhook_deliveries,
+        )
+        yield CounterMetricFamily(
+            "simgate_webhook_failures",
+            "Webhook deliveries given up after the last attempt",
+            value=stats.webhook_failures,
+        )
 
     def _table(self) -> Iterator[Metric]:
         facts = self._table_facts()

@@ -14,6 +14,7 @@ Must not: import prometheus_client, asyncio or logging.
 from __future__ import annotations
 
 from bisect import bisect_left
+from enum import StrEnum
 from typing import Final
 
 from core.policy.verdict import Effect, Reason
@@ -24,6 +25,14 @@ DURATION_BOUNDS: Final = (
     0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005,
     0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
 )  # fmt: skip
+
+
+class EventDrop(StrEnum):
+    """Why an event's action was not carried out (``simgate_events_dropped_total{reason}``)."""
+
+    WEBHOOK_QUEUE_FULL = "webhook-queue-full"  # the receiver is slower than the events
+    WEBHOOK_NO_URL = "webhook-no-url"  # action "webhook" without a webhookUrl
+    ACTION_FAILED = "action-failed"  # the log or deactivate action raised (a bug)
 
 
 class ClientCounters:
@@ -40,7 +49,17 @@ class ClientCounters:
 class Stats:
     """Everything the hot path counts, for one process."""
 
-    __slots__ = ("decisions", "drops", "duration_buckets", "duration_sum", "effects", "replies")
+    __slots__ = (
+        "decisions",
+        "drops",
+        "duration_buckets",
+        "duration_sum",
+        "effects",
+        "events_dropped",
+        "replies",
+        "webhook_deliveries",
+        "webhook_failures",
+    )
 
     def __init__(self) -> None:
         self.decisions: dict[Reason, int] = dict.fromkeys(Reason, 0)
@@ -51,6 +70,11 @@ class Stats:
         self.replies: dict[int, int] = dict.fromkeys(map(int, Code), 0)
         self.duration_buckets = [0] * (len(DURATION_BOUNDS) + 1)  # the last one is +Inf
         self.duration_sum = 0.0
+        #: actions of events (core.service.events) not carried out, by reason
+        self.events_dropped: dict[EventDrop, int] = dict.fromkeys(EventDrop, 0)
+        #: webhook POSTs answered 2xx, and deliveries given up after the last attempt
+        self.webhook_deliveries = 0
+        self.webhook_failures = 0
 
     def observe(self, seconds: float) -> None:
         """Count one packet's processing time in the histogram."""

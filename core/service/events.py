@@ -1,0 +1,261 @@
+"""Events and their actions: what happened to a SIM, kept in a bounded store (DESIGN §3).
+
+Owns: the event records (``ImeiLockRejected`` and the session events ``SessionCreated``,
+``SessionModified``, ``SessionDeleted``) and their JSON form; ``EventStore``, the bounded store
+listed per SIM; ``EventHub.emit``, the hot path's one entry point, which stores an event and
+carries out its actions (``log``, ``webhook``, ``deactivate``).
+
+Invariants:
+- ``emit`` is synchronous, never waits and never raises: a webhook leaves through a bounded
+  queue with ``put_nowait`` (full: drop and count, STYLE §2.3 rule 8), ``deactivate`` calls a
+  callback that only schedules the write, and ``log`` is built only when the action is set.
+- The store's memory is bounded: at most ``capacity`` events in all and ``per_sim`` per SIM; the
+  oldest go first (an event evicted for the per-SIM cap frees its global slot, so one SIM's
+  "stolen SIM storm" never pushes the other SIMs' history out).
+- Events carry text (the primary IMSI, IMEIs as 15 digits with the Luhn digit), never bytes.
+
+Must not: import the RADIUS codec or the admission policy (the device identity helpers of
+``core.policy.imei`` are stdlib-only and shared by everyone); perform I/O (``core.service.webhook``
+sends); read a clock (``time`` is the caller's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import structlog
+
+from core.policy.imei import format_identity
+from core.service.stats import EventDrop, Stats
+
+log = structlog.get_logger("simgate.events")
+
+#: one stolen SIM reports the same identities over and over: format each once
+_formatted: Final = functools.lru_cache(maxsize=4096)(format_identity)
+
+
+@dataclass(frozen=True, slots=True)
+class ImeiLockRejected:
+    """An Access-Request rejected at DESIGN §2 step 6 (the IMEI lock)."""
+
+    kind: ClassVar[str] = "imeiLockRejected"
+    log_event: ClassVar[str] = "imei_lock_rejected"
+
+    sim_id: str
+    imsi: str  # the SIM's primary IMSI, also for a virtual subscriber (DESIGN §2.7)
+    reason: str  # "imei-mismatch" | "imei-not-reported" | "imei-invalid"
+    reported: str | None  # 15 digits; None when not reported; the value as sent when invalid
+    locked: str  # 15 digits with the Luhn digit
+    nas: str | None
+    time: float  # Unix seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": self.kind,
+            "simId": self.sim_id,
+            "imsi": self.imsi,
+            "reason": self.reason,
+            "reported": self.reported,
+            "locked": self.locked,
+            "nas": self.nas,
+            "time": self.time,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """A session of the SIM was created, modified or deleted (DESIGN §3, §5)."""
+
+    kind: ClassVar[str] = "Session"
+    log_event: ClassVar[str] = "session"
+
+    sim_id: str
+    imsi: str
+    imei: str | None
+    nas: str | None
+    framed_ip: str | None
+    session_id: str
+    time: float  # Unix seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": self.kind,
+            "simId": self.sim_id,
+            "imsi": self.imsi,
+            "imei": self.imei,
+            "nas": self.nas,
+            "framedIp": self.framed_ip,
+            "sessionId": self.session_id,
+            "time": self.time,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated(SessionEvent):
+    kind: ClassVar[str] = "Created"
+    log_event: ClassVar[str] = "session_created"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionModified(SessionEvent):
+    kind: ClassVar[str] = "Modified"
+    log_event: ClassVar[str] = "session_modified"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDeleted(SessionEvent):
+    kind: ClassVar[str] = "Deleted"
+    log_event: ClassVar[str] = "session_deleted"
+
+
+Event = ImeiLockRejected | SessionEvent
+#: what the webhook queue carries: the URL and the event (serialized by the sender, off the hot
+#: path)
+Delivery = tuple[str, Event]
+
+
+def imei_lock_rejected(
+    *,
+    sim_id: str,
+    primary_imsi: int,
+    reason: str,
+    reported: int,
+    raw: bytes | None,
+    lock: int,
+    nas: str | None,
+    time: float,
+) -> ImeiLockRejected:
+    """Build the event of a step-6 reject from the verdict's facts.
+
+    ``reported`` is the verdict's identity (0 not reported, -1 invalid), ``raw`` the
+    3GPP-IMEISV value as received (shown when it is invalid), ``lock`` the SIM's 14-digit lock.
+    """
+    if reported > 0:
+        text: str | None = _formatted(reported)
+    elif reported < 0 and raw is not None:
+        text = describe(raw)
+    else:
+        text = None
+    return ImeiLockRejected(
+        sim_id, f"{primary_imsi:015d}", reason, text, _formatted(lock), nas, time
+    )
+
+
+def describe(raw: bytes) -> str:
+    """Return an invalid reported value as text: itself when printable ASCII, else hex."""
+    if raw.isascii():
+        text = raw.decode("ascii")
+        if text.isprintable():
+            return text
+    return raw.hex()
+
+
+class EventStore:
+    """The last events, listed per SIM newest first; bounded in all and per SIM.
+
+    A global arrival order (``OrderedDict`` of sequence -> SIM) finds the oldest event in O(1)
+    and forgets one evicted for the per-SIM cap in O(1); each SIM keeps its (sequence, event)
+    pairs oldest first, so its oldest is at index 0 (removing it moves at most ``per_sim``
+    pointers).
+    """
+
+    def __init__(self, capacity: int = 100_000, per_sim: int = 1_000) -> None:
+        if capacity < 1 or per_sim < 1:
+            raise ValueError("capacity and per_sim must be at least 1")
+        self.capacity = capacity
+        self.per_sim = per_sim
+        self._order: OrderedDict[int, str] = OrderedDict()
+        self._by_sim: dict[str, list[tuple[int, Event]]] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def append(self, event: Event) -> None:
+        """Store ``event``, evicting the SIM's or else the store's oldest when full."""
+        self._seq = seq = self._seq + 1
+        sim_id = event.sim_id
+        entries = self._by_sim.get(sim_id)
+        if entries is None:
+            self._by_sim[sim_id] = entries = []
+        entries.append((seq, event))
+        self._order[seq] = sim_id
+        if len(entries) > self.per_sim:
+            del self._order[entries.pop(0)[0]]
+        elif len(self._order) > self.capacity:
+            _, oldest_sim = self._order.popitem(last=False)
+            oldest = self._by_sim[oldest_sim]
+            oldest.pop(0)  # a SIM's events leave oldest first, whichever cap removes them
+            if not oldest:
+                del self._by_sim[oldest_sim]
+
+    def list(self, sim_id: str, limit: int = 100) -> list[Event]:
+        """Return the SIM's last ``limit`` events, newest first."""
+        entries = self._by_sim.get(sim_id)
+        if not entries or limit <= 0:
+            return []
+        return [event for _, event in entries[: -limit - 1 : -1]]
+
+
+class EventHub:
+    """Stores events and carries out their actions, without ever blocking the caller.
+
+    ``deactivate(sim_id)`` must only schedule the write (e.g. SetStatus(inactive) through the
+    commit loop) and return at once. It may be called several times for one SIM in a storm:
+    until that write is applied, the SIM's next requests are still judged against its lock.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        stats: Stats,
+        webhooks: asyncio.Queue[Delivery],
+        deactivate: Callable[[str], object],
+        logger: Any = None,
+    ) -> None:
+        self.store = store
+        self._dropped = stats.events_dropped
+        self._webhooks = webhooks
+        self._deactivate = deactivate
+        self._log = log if logger is None else logger
+        self._next_error_log = float("-inf")
+
+    def emit(
+        self, event: Event, actions: tuple[str, ...] = (), webhook_url: str | None = None
+    ) -> None:
+        """Store ``event`` and start its actions; return at once, never raise."""
+        self.store.append(event)
+        for action in actions:
+            try:
+                if action == "webhook":
+                    self._webhook(event, webhook_url)
+                elif action == "deactivate":
+                    self._deactivate(event.sim_id)
+                elif action == "log":
+                    fields = event.to_json()
+                    del fields["event"]  # structlog's own positional name
+                    self._log.warning(event.log_event, **fields)
+            except Exception:  # noqa: BLE001 - a failing action must not fail the request
+                self._dropped[EventDrop.ACTION_FAILED] += 1
+                self._log_error(event, action)
+
+    def _webhook(self, event: Event, url: str | None) -> None:
+        if url is None:
+            self._dropped[EventDrop.WEBHOOK_NO_URL] += 1
+            return
+        queue = self._webhooks
+        if queue.full():  # perf: cheaper than raising QueueFull, and the loop is one thread
+            self._dropped[EventDrop.WEBHOOK_QUEUE_FULL] += 1
+        else:
+            queue.put_nowait((url, event))
+
+    def _log_error(self, event: Event, action: str) -> None:
+        # at most one traceback per 10 s of event time: a storm must not become a log storm
+        if event.time >= self._next_error_log:
+            self._next_error_log = event.time + 10.0
+            self._log.exception("event_action_failed", action=action, kind=event.kind)
