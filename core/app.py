@@ -34,7 +34,10 @@ from core.service import udp
 from core.service.clients import Clients
 from core.service.pipeline import Pipeline
 from core.service.stats import Stats
-from core.store.table import Table, load_newest
+from core.service.writepath import WritePath
+from core.store.format import SnapshotError
+from core.store.journal import JournalError
+from core.store.recovery import open_live
 
 log = structlog.get_logger("simgate")
 
@@ -58,7 +61,7 @@ class Server:
         self.config = config
         self.dictionary_dir = dictionary_dir
         self.stats = Stats()
-        self.table: Table = Table.empty()
+        self.writes: WritePath | None = None
         self.pipelines: list[Pipeline] = []
         self.auth_port = 0
         self.acct_port = 0
@@ -80,19 +83,21 @@ class Server:
             compiled = dictionary.load(self.dictionary_dir)
         except dictionary.DictionaryError as error:
             raise StartupError(f"dictionary: {error}") from None
-        self.table = self._load_table()
+        self.writes = writes = self._recover()
         clients = Clients(settings.clients)
         for port in ("auth", "acct"):
             self.pipelines.append(
                 Pipeline(
                     port=port,
                     clients=clients,
-                    table=self.table,
+                    table=writes.live,
                     handles=compiled.handles,
                     settings=settings,
                     stats=self.stats,
                 )
             )
+        writes.attach(self.pipelines)
+        writes.start()
         auth_sock = self._bind(settings.auth_port, "radius.auth_port")
         acct_sock = self._bind(settings.acct_port, "radius.acct_port")
         self.auth_port = auth_sock.getsockname()[1]
@@ -113,27 +118,32 @@ class Server:
             auth_port=self.auth_port,
             acct_port=self.acct_port,
             http_port=self.http_port,
-            sims=self.table.sim_count,
-            snapshot=str(self.table.path or ""),
+            sims=writes.live.sim_count,
+            snapshot=str(writes.live.base.path or ""),
+            sequence=writes.live.seq,
             clients=[client.name for client in settings.clients],
         )
 
-    def _load_table(self) -> Table:
+    def _recover(self) -> WritePath:
+        """Newest valid snapshot + the journal after it (DESIGN §6)."""
         data_dir = Path(self.config.store.data_dir)
         try:
-            table, refused = load_newest(data_dir)
-        except Exception as error:  # noqa: BLE001 - the store's error names the file and reason
+            live, journal, report = open_live(data_dir)
+        except (SnapshotError, JournalError, OSError) as error:
             raise StartupError(str(error)) from None
-        for problem in refused:
+        for problem in report.skipped:
             log.error("snapshot_refused", detail=str(problem))
-        if table is None:
+        if report.torn is not None:
+            log.warning("journal_torn_tail_cut", detail=str(report.torn))
+        if report.snapshot is None and report.replayed == 0:
             log.warning(
                 "no_snapshot",
                 data_dir=str(data_dir),
                 detail="starting with an empty table; run `simgate import`",
             )
-            return Table.empty()
-        return table
+        elif report.replayed:
+            log.info("journal_replayed", records=report.replayed, sequence=live.seq)
+        return WritePath(self.config, live, journal, self.stats)
 
     async def _verify_cold(self) -> None:
         """Check the snapshot's cold section (SIM documents) off the hot path, after start-up.
@@ -142,7 +152,8 @@ class Server:
         must be rebuilt (``simgate import``) before SIM documents can be served.
         """
         try:
-            await asyncio.to_thread(self.table.verify_cold)
+            assert self.writes is not None
+            await asyncio.to_thread(self.writes.live.base.verify_cold)
         except Exception as error:  # noqa: BLE001 - the store's error names the file and reason
             log.error("snapshot_cold_section_refused", detail=str(error))
 
@@ -161,7 +172,8 @@ class Server:
             self._table_facts,
             lambda: sum(len(p.cache) for p in self.pipelines),
         )
-        app = create_app(registry(collector), self._health)
+        assert self.writes is not None
+        app = create_app(registry(collector), self._health, self.writes.control, http.token)
         family = socket.AF_INET6 if ":" in http.listen else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -183,16 +195,25 @@ class Server:
             await asyncio.sleep(0.01)
 
     def _table_facts(self) -> TableFacts:
-        table = self.table
-        return TableFacts(table.sim_count, table.imsi_count, table.seq, table.created_at)
+        assert self.writes is not None
+        live = self.writes.live
+        return TableFacts(
+            live.sim_count,
+            live.imsi_count,
+            live.base.seq,
+            live.base.created_at,
+            live.seq,
+            len(self.writes.sessions),
+        )
 
     def _health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "version": __version__,
             "uptimeSeconds": round(time.time() - self._started_at, 3),
-            "sims": self.table.sim_count,
-            "snapshotSequence": self.table.seq,
+            "sims": 0 if self.writes is None else self.writes.live.sim_count,
+            "snapshotSequence": 0 if self.writes is None else self.writes.live.base.seq,
+            "sequence": 0 if self.writes is None else self.writes.live.seq,
             "ports": {"auth": self.auth_port, "acct": self.acct_port, "http": self.http_port},
         }
 
@@ -206,7 +227,8 @@ class Server:
             self._http.should_exit = True
             self._tasks.append(self._http_task)
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.table.close()
+        if self.writes is not None:
+            await self.writes.stop()
         log.info("stopped")
 
 

@@ -1,10 +1,11 @@
-"""The ``simgate`` command: serve, import, probe.
+"""The ``simgate`` command: serve, import, probe, and the admin commands.
 
 Owns: argument parsing and exit codes. Subcommands import what they need lazily, so
 ``simgate --help`` stays fast.
 
-Exit codes: 0 success (probe: accept), 1 probe reject, 2 probe no answer or a usage/config
-error, 3 start-up failure.
+Exit codes: 0 success (probe: accept), 1 probe reject or the admin API refused (4xx), 2 probe
+no answer or a usage/config error, 3 start-up failure or admin API unreachable, 4 no such SIM
+or group.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in ("sims", "lock", "groups", "events", "snapshot"):
+        code: int = args.admin_run(args.run, args)
+        return code
     result: int = args.run(args)
     return result
 
@@ -59,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--attempts", type=int, default=3, help="tries (retransmissions + 1)")
     probe.add_argument("--json", action="store_true", help="print one JSON object")
     probe.set_defaults(run=_probe)
+
+    from core.admin.commands import add_commands, run
+
+    add_commands(commands, DEFAULT_CONFIG)
+    parser.set_defaults(admin_run=run)
     return parser
 
 

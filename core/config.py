@@ -56,6 +56,9 @@ class Radius:
 @dataclass(frozen=True, slots=True)
 class Store:
     data_dir: str = "var/data"
+    fsync: str = "batch"  # "batch": group commit (many writes share one fsync); "always"
+    compact_after_records: int = 100_000  # journal records since the snapshot
+    compact_after_seconds: float = 3600.0  # age of the oldest record not in a snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ class Config:
 
 _LEVELS: Final = ("debug", "info", "warning", "error")
 _FORMATS: Final = ("auto", "json", "console")
+_FSYNC: Final = ("batch", "always")
 
 
 def load(path: str | Path) -> Config:
@@ -126,6 +130,12 @@ def from_mapping(document: dict[str, Any]) -> Config:
     store = _section(Store, _table(document, "store", ""), "store")
     if not store.data_dir:
         raise ConfigError("store.data_dir: must not be empty")
+    if store.fsync not in _FSYNC:
+        raise ConfigError(f"store.fsync: must be one of {', '.join(_FSYNC)}, not {store.fsync!r}")
+    if store.compact_after_records < 1:
+        raise ConfigError("store.compact_after_records: must be at least 1")
+    if store.compact_after_seconds <= 0:
+        raise ConfigError("store.compact_after_seconds: must be more than 0")
     warnings = tuple(
         f"radius.clients[{i}].secret: {len(c.secret.encode())} octets is short; "
         "use 24 or more random octets (BlastRADIUS guidance)"

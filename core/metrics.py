@@ -41,8 +41,10 @@ class TableFacts:
 
     sims: int
     imsis: int
-    sequence: int
+    sequence: int  # of the mapped snapshot
     created_at: float
+    journal_sequence: int  # of the last write applied
+    sessions: int
 
 
 class SimgateCollector(Collector):

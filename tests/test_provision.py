@@ -440,7 +440,8 @@ def test_write_snapshot_from_rows(tmp_path: Path) -> None:
     with Table.open(path) as table:
         first, virtual = table.find(440100000000001), table.find(999990000000001)
         assert first is not None and virtual is not None
-        assert (first.group, first.lock, first.lock_on_first_connect) == (0, 35387923425263, True)
+        assert (first.group, first.lock, first.lock_on_first_connect) == (0, 35387923425263, False)
+        assert table.group(first.group).lock_on_first_connect, "the group's flag stays its own"
         assert (virtual.sim_index, virtual.terminated, virtual.framed_ip) == (1, True, 7)
         assert table.sim_document(0)["imeiLock"] == {"imei": IMEI, "allowUnreported": True}
         assert table.sim(1).group == NO_GROUP

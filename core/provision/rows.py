@@ -111,7 +111,7 @@ def add_row(writer: SnapshotWriter, row: SimRow, group_ids: Sequence[str]) -> in
     return writer.add_sim(
         row.imsi,
         row.sim_id,
-        _document(row, group_ids),
+        cold_document(row, group_ids),
         row.status,
         row.group,
         row.lock,
@@ -122,7 +122,7 @@ def add_row(writer: SnapshotWriter, row: SimRow, group_ids: Sequence[str]) -> in
     )
 
 
-def _document(row: SimRow, group_ids: Sequence[str]) -> bytes:
+def cold_document(row: SimRow, group_ids: Sequence[str]) -> bytes:
     """Return the SIM's cold JSON: a provisioning line (without kind). Strings are names/digits."""
     parts = [
         f'{{"simId":"{row.sim_id}","imsi":"{row.imsi:015d}","status":"{_LABELS[row.status]}",'

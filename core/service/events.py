@@ -158,6 +158,9 @@ def describe(raw: bytes) -> str:
 class EventStore:
     """The last events, listed per SIM newest first; bounded in all and per SIM.
 
+    A SIM's events are filed under its primary IMSI (``event.imsi``), which the hot path has at
+    hand; the simId lives in the SIM's cold document and is only looked up off the hot path.
+
     A global arrival order (``OrderedDict`` of sequence -> SIM) finds the oldest event in O(1)
     and forgets one evicted for the per-SIM cap in O(1); each SIM keeps its (sequence, event)
     pairs oldest first, so its oldest is at index 0 (removing it moves at most ``per_sim``
@@ -179,7 +182,7 @@ class EventStore:
     def append(self, event: Event) -> None:
         """Store ``event``, evicting the SIM's or else the store's oldest when full."""
         self._seq = seq = self._seq + 1
-        sim_id = event.sim_id
+        sim_id = event.imsi
         entries = self._by_sim.get(sim_id)
         if entries is None:
             self._by_sim[sim_id] = entries = []
@@ -194,9 +197,10 @@ class EventStore:
             if not oldest:
                 del self._by_sim[oldest_sim]
 
-    def list(self, sim_id: str, limit: int = 100) -> list[Event]:
-        """Return the SIM's last ``limit`` events, newest first."""
-        entries = self._by_sim.get(sim_id)
+    def list(self, imsi: str, limit: int = 100) -> list[Event]:
+        """Return the last ``limit`` events of the SIM whose primary IMSI is ``imsi``, newest
+        first."""
+        entries = self._by_sim.get(imsi)
         if not entries or limit <= 0:
             return []
         return [event for _, event in entries[: -limit - 1 : -1]]

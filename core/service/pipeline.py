@@ -17,12 +17,15 @@ Must not: import asyncio, structlog or prometheus_client.
 from __future__ import annotations
 
 import os
+import socket
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from core.config import Radius
 from core.policy.admission import TableView, decide
-from core.policy.verdict import AdmissionRequest, Reason
+from core.policy.verdict import AdmissionRequest, Effect, Reason
 from core.radius.auth import (
     sign_reply,
     verify_accounting_authenticator,
@@ -33,6 +36,7 @@ from core.radius.dedup import Address, Key, ReplyCache
 from core.radius.dictionary import VENDOR_3GPP, Handles
 from core.radius.wire import Packet, encode_attribute, parse, vendor_key
 from core.service.clients import ClientEntry, Clients
+from core.service.reactions import Reactions
 from core.service.stats import Stats
 
 _ACCESS_REQUEST: Final = int(Code.ACCESS_REQUEST)
@@ -93,6 +97,15 @@ class Pipeline:
         }
         self._framed_ip_header = bytes((handles.framed_ip_address, 6))
         self._class_header = handles.class_
+        self._nas_ip = handles.nas_ip_address
+        self._nas_identifier = handles.nas_identifier
+        #: side effects of decisions (sessions, events, writes); None: decide only
+        self.reactions: Reactions | None = None
+        #: the transport's sendto, for replies that finish after a durable write
+        self.send: Callable[[bytes, Address], None] | None = None
+        #: asks the transport to schedule the delayed-reject timer
+        self.wake: Callable[[], None] | None = None
+        self._clock: Callable[[], float] = time.perf_counter
         self._boot = int.from_bytes(os.urandom(4), "big")
         self._sessions = 0
 
@@ -166,19 +179,58 @@ class Pipeline:
         if imsi is None and self.imsi_from_user_name:
             imsi = user_name
         request = _new(AdmissionRequest, (imsi, imeisv, user_name, chap_password, challenge))
+        return self._answer(request, packet, client, address, key, now)
+
+    def _answer(
+        self,
+        request: AdmissionRequest,
+        packet: Packet,
+        client: ClientEntry,
+        address: Address,
+        key: Key,
+        now: float,
+        resumed: bool = False,
+    ) -> bytes | None:
+        """Decide, react, encode and sign; a reject waits in ``delayed``."""
         verdict = decide(request, self.table)
         stats = self.stats
         stats.decisions[verdict.reason] += 1
         if verdict.effects:
             stats.effects[verdict.effects] += 1
+        subscriber = verdict.subscriber
+        reactions = self.reactions
+        authenticator = packet.authenticator
         if verdict.accept:
-            subscriber = verdict.subscriber
             assert subscriber is not None
-            attributes = self._accept_attributes(subscriber.primary_imsi, subscriber.framed_ip)
+            if reactions is not None and verdict.effects & Effect.LOCK and not resumed:
+                # Lock on first connect: the reply waits until the lock is durable, and is then
+                # judged against the table as it stands (DESIGN §3). Until then duplicates of
+                # this request are "in progress".
+                def resume() -> None:
+                    reply = self._answer(
+                        request, packet, client, address, key, self._clock(), resumed=True
+                    )
+                    if reply is not None and self.send is not None:
+                        self.send(reply, address)
+
+                reactions.lock_on_first_connect(subscriber, verdict.reported, resume)
+                return None
+            self._sessions += 1
+            # Class identifies the session and the SIM (by its primary IMSI); the NAS echoes it
+            # in accounting (RFC 2865 §5.25).
+            session = b"%08x%08x" % (self._boot, self._sessions)
+            value = b"simgate:%015d:%s" % (subscriber.primary_imsi, session)
+            attributes = bytes((self._class_header, len(value) + 2)) + value
+            if subscriber.framed_ip:
+                attributes += self._framed_ip_header + subscriber.framed_ip.to_bytes(4, "big")
             code = _ACCEPT
+            if reactions is not None:
+                reactions.accepted(subscriber, verdict, session.decode(), self._nas(packet))
         else:
             attributes = self._reject_attributes[verdict.reason]
             code = _REJECT
+            if reactions is not None and subscriber is not None:
+                reactions.rejected(subscriber, verdict, request.imeisv, self._nas(packet))
         if packet.proxy_states is not None:
             attributes += packet.proxy_state_attributes()
         reply = sign_reply(code, packet.identifier, authenticator, attributes, client.secret)
@@ -187,19 +239,22 @@ class Pipeline:
             self.delayed.append(
                 Delayed(now + self.reject_delay, address, key, authenticator, reply)
             )
+            if resumed and self.wake is not None:
+                self.wake()
             return None
         self.cache.finish(key, authenticator, reply, now)
         return reply
 
-    def _accept_attributes(self, primary_imsi: int, framed_ip: int) -> bytes:
-        self._sessions += 1
-        # Class identifies the session and the SIM (by its primary IMSI); the NAS echoes it in
-        # accounting (RFC 2865 §5.25).
-        value = b"simgate:%015d:%08x%08x" % (primary_imsi, self._boot, self._sessions)
-        attributes = bytes((self._class_header, len(value) + 2)) + value
-        if framed_ip:
-            attributes += self._framed_ip_header + framed_ip.to_bytes(4, "big")
-        return attributes
+    def _nas(self, packet: Packet) -> str | None:
+        """The NAS as events and sessions show it: NAS-IP-Address, else NAS-Identifier."""
+        data, offsets = packet.data, packet.offsets
+        at = offsets.get(self._nas_ip)
+        if at is not None and data[at + 1] == 6:
+            return socket.inet_ntoa(data[at + 2 : at + 6])
+        at = offsets.get(self._nas_identifier)
+        if at is not None:
+            return data[at + 2 : at + data[at + 1]].decode("utf-8", "replace")
+        return None
 
     def _status_server(self, packet: Packet, client: ClientEntry) -> bytes | None:
         # RFC 5997 §3: Status-Server MUST carry a valid Message-Authenticator; no side effects.

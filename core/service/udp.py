@@ -42,6 +42,8 @@ class RadiusProtocol(asyncio.DatagramProtocol):
         # The stock loop's datagram transport does not subclass DatagramTransport in 3.11.
         self.transport = cast(asyncio.DatagramTransport, transport)
         self._sendto = self.transport.sendto
+        self.pipeline.send = self._sendto  # replies that finish after a durable write
+        self.pipeline.wake = self._wake
         if hasattr(transport, "max_size"):
             # perf: the stock loop receives into a fresh 256 KiB buffer per datagram; RADIUS
             # packets are at most 4096 octets (PERF-NOTES: 3-4x throughput).
@@ -64,6 +66,10 @@ class RadiusProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away: nothing to do for UDP.
         pass
+
+    def _wake(self) -> None:
+        if self._timer is None and self.pipeline.delayed:
+            self._schedule(perf_counter())
 
     def _schedule(self, now: float) -> None:
         delay = max(0.0, self.pipeline.delayed[0].due - now)

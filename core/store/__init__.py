@@ -5,11 +5,20 @@ records.py (Status, Group, Subscriber), format.py (the snapshot file format, its
 SnapshotError), snapshot_writer.py (SnapshotWriter), snapshot.py (verifying and mapping a
 snapshot) and table.py (Table, load_newest).
 
+The write path is imported by module path, not from here: commands.py (the writes and their
+journal JSON), journal.py (framing, JournalWriter, read_journal), documents.py (SIM and group
+documents checked as import checks them), live.py (LiveTable: snapshot + overlay), compaction.py
+(a new snapshot copied from the old one) and recovery.py (open_live, compact, prune_snapshots;
+``python -m core.store.recovery compact``). Most of them check values with
+core.provision.fields, which imports this package: re-exporting them here would make importing
+core.provision first a circular import.
+
 Invariants: every name here is defined in exactly one module of the package; importing the
 package imports no module outside it and the standard library.
 
-Must not: define anything itself; import asyncio, the RADIUS codec, the policy, logging, metrics
-or time (nor may any module of the package).
+Must not: define anything itself; import asyncio, the RADIUS codec, the policy (but for the
+stdlib-only core.policy.imei, as core.provision does), logging, metrics or time (nor may any
+module of the package; recovery.main(), the compaction child's entry point, reads the clock).
 """
 
 from core.store.format import (

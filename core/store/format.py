@@ -9,7 +9,8 @@ core.store.snapshot maps and verifies it; both take every layout fact from here.
 Layout (integers little-endian; every section starts on a 4096-byte boundary, in this order)::
 
     0        header   HEADER + HEADER_CRC (196 bytes), zero-padded to 4096
-    section  cold         one compact UTF-8 JSON object per SIM (its "simId" included), back to back
+    section  cold         one compact UTF-8 JSON object per SIM (its "simId" included), back to
+                          back in record order (compaction copies runs of them as they lie)
     section  records      sim_count x RECORD      "<QQHBBIQ" (32 bytes)
     section  imsi index   imsi_slots x IMSI_SLOT  "<QII"     (16 bytes)
     section  simId index  sim_id_slots x SIM_ID_SLOT "<QQ"   (16 bytes)

@@ -1,8 +1,9 @@
 """Writing one snapshot file (format in core.store.format): SnapshotWriter.
 
 Owns: streaming SIMs into a temporary file, building both hash indexes and refusing repeated
-keys, the atomic commit, the temporary files' naming (``.<random>.tmp`` beside the snapshots),
-and removing the temporary files that crashed writers left behind.
+keys (or taking every section ready-made: add_sections(), for compaction), the atomic commit,
+the temporary files' naming (``.<random>.tmp`` beside the snapshots), and removing the
+temporary files that crashed writers left behind.
 
 Invariants:
 - A snapshot file never changes once it has its final name: it is written to a temporary file in
@@ -170,6 +171,33 @@ class SnapshotWriter:
         self._duplicates = duplicates + repeats
         return self._duplicates
 
+    def add_sections(
+        self,
+        cold: Iterable[bytes | bytearray | memoryview],
+        records: bytes | bytearray | memoryview,
+        imsi_index: array[int],
+        sim_id_index: array[int],
+        imsi_count: int,
+    ) -> None:
+        """Take the cold, records and index sections ready-made, in place of add_sim() calls.
+
+        Compaction copies most of a snapshot this way (core.store.compaction): ``cold`` is
+        written chunk by chunk as it is iterated; the records' cold references point into it;
+        the indexes hold 2 words per slot. The caller answers for their consistency.
+        """
+        if self._sim_count or self._sections:
+            raise ValueError("add_sections() after add_sim() or index()")
+        for chunk in cold:
+            self._cold_crc = zlib.crc32(chunk, self._cold_crc)
+            self._cold_length += self._file.write(chunk)
+        self._sections = [Section(ALIGN, self._cold_length, self._cold_crc)]
+        self._sections.append(self._append(records))
+        self._sections.append(self._append(imsi_index))
+        self._sections.append(self._append(sim_id_index))
+        self._sim_count = memoryview(records).nbytes // RECORD.size
+        self._virtual_count = imsi_count - self._sim_count
+        self._slots = (len(imsi_index) // 2, len(sim_id_index) // 2)
+
     def commit(self, groups: Sequence[Mapping[str, Any]]) -> Path:
         """Write the groups and the header, make the file durable, rename it into place.
 
@@ -224,9 +252,9 @@ class SnapshotWriter:
         table = array("Q", [0]) * (2 << bits)
         primaries = (key for (key,) in _PRIMARY_KEY.iter_unpack(self._records))
         entries = zip(primaries, self._primary_values, strict=True)
-        repeats = _fill(table, bits, FIBONACCI, entries, _always)
+        repeats = fill_slots(table, bits, FIBONACCI, entries, _always)
         virtuals = zip(self._virtual_imsis, self._virtual_values, strict=True)
-        repeats += _fill(table, bits, FIBONACCI, virtuals, _always)
+        repeats += fill_slots(table, bits, FIBONACCI, virtuals, _always)
         self._primary_values = self._virtual_imsis = self._virtual_values = array("Q")
         duplicates = [
             DuplicateKey("imsi", f"{key:015d}", old & RECORD_INDEX_MASK, new & RECORD_INDEX_MASK)
@@ -238,12 +266,12 @@ class SnapshotWriter:
         bits = slot_bits(self.sim_count)
         table = array("Q", [0]) * (2 << bits)
         entries = zip(self._sim_keys, range(self.sim_count), strict=True)
-        repeats = _fill(table, bits, 1, entries, self._same_sim_id)
+        repeats = fill_slots(table, bits, 1, entries, self._same_sim_id)
         self._sim_keys = array("Q")
         duplicates = [DuplicateKey("simId", self._sim_id(new), old, new) for _, old, new in repeats]
         return table, duplicates
 
-    def _append(self, payload: bytes | bytearray | array[int]) -> Section:
+    def _append(self, payload: bytes | bytearray | memoryview | array[int]) -> Section:
         if isinstance(payload, array) and sys.byteorder == "big":
             payload.byteswap()  # sections are little-endian
         position = self._file.seek(0, os.SEEK_END)
@@ -294,7 +322,7 @@ def remove_stale(directory: Path, before_ns: int) -> list[Path]:
     return removed
 
 
-def _fill(
+def fill_slots(
     slots: array[int],
     bits: int,
     multiplier: int,

@@ -7,7 +7,8 @@ Invariants:
 - Opening copies nothing per SIM out of the map: start-up time and memory do not grow with the
   number of SIMs. Pages are read when a probe touches them.
 - find() hands out immutable Subscriber tuples. A Subscriber's lock_on_first_connect is the SIM's
-  own flag or its group's; a virtual IMSI resolves to its SIM's record and primary IMSI.
+  own flag only (the policy ORs in its group's, so that replacing a group takes effect without
+  touching its SIMs); a virtual IMSI resolves to its SIM's record and primary IMSI.
 - Read-only: changes after the snapshot (journal replay, API writes) live in a layer above this
   one; nothing ever writes through the map.
 
@@ -20,7 +21,9 @@ import json
 import mmap
 import os
 import struct
-from collections.abc import Callable
+import sys
+from array import array
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -44,7 +47,7 @@ from core.store.format import (
     list_snapshots,
     sim_id_key,
 )
-from core.store.records import NO_GROUP, Group, Status, Subscriber
+from core.store.records import Group, Status, Subscriber
 from core.store.snapshot import MappedSnapshot, empty_snapshot, map_snapshot, verify_section
 
 #: Status by stored octet. 0 is never written; should it appear it reads as terminated (closed).
@@ -62,6 +65,8 @@ class Table:
         "_cold_verified",
         "_group_documents",
         "_groups_by_id",
+        "_imsi_at",
+        "_imsi_slots",
         "_records_at",
         "_sim_id_at",
         "_sim_id_last",
@@ -70,6 +75,7 @@ class Table:
         "find",
         "groups",
         "imsi_count",
+        "mapped",
         "path",
         "seq",
         "sim_count",
@@ -80,6 +86,7 @@ class Table:
 
     def __init__(self, mapped: MappedSnapshot) -> None:
         header = mapped.header
+        self.mapped = mapped  # compaction copies sections out of it (core.store.compaction)
         self.path: Path | None = mapped.path
         self.seq = header.seq
         self.created_at = header.created_at
@@ -96,9 +103,9 @@ class Table:
         self._sim_id_last = header.sim_id_slots - 1
         self._sim_id_shift = 65 - header.sim_id_slots.bit_length()
         imsi_at = header.sections[IMSI_INDEX].offset
-        self.find = _finder(
-            mapped.buffer, imsi_at, header.imsi_slots, self._records_at, mapped.groups
-        )
+        self._imsi_at = imsi_at
+        self._imsi_slots = header.imsi_slots
+        self.find = _finder(mapped.buffer, imsi_at, header.imsi_slots, self._records_at)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify_cold: bool = False) -> Table:
@@ -184,6 +191,24 @@ class Table:
         self.verify_cold()
         return self._document(index)
 
+    def finder(self, overlay: Mapping[int, Subscriber]) -> Finder:
+        """Return find() with ``overlay`` (IMSI -> Subscriber) consulted first.
+
+        The overlay is read at every call, so later changes to it are seen; a miss costs one
+        dict lookup on top of find() (core.store.live.LiveTable).
+        """
+        return _finder(self._buffer, self._imsi_at, self._imsi_slots, self._records_at, overlay)
+
+    def framed_ips(self) -> set[int]:
+        """Return every framed IPv4 (as an int) the IMSI index holds, 0 left out."""
+        start = self._imsi_at
+        words = array("I", self._buffer[start : start + self._imsi_slots * IMSI_SLOT.size])
+        if sys.byteorder == "big":
+            words.byteswap()  # sections are little-endian
+        found = set(words[3::4])  # the last word of each "<QII" slot
+        found.discard(0)
+        return found
+
     def close(self) -> None:
         """Unmap the snapshot; the table must not be used afterwards."""
         if isinstance(self._buffer, mmap.mmap):
@@ -217,26 +242,28 @@ def _finder(
     index_at: int,
     slots: int,
     records_at: int,
-    groups: tuple[Group, ...],
+    overlay: Mapping[int, Subscriber] | None = None,
 ) -> Finder:
-    """Return find() with every constant it needs bound as a closure variable."""
+    """Return find() with every constant it needs bound as a closure variable.
+
+    With an ``overlay``, an IMSI it holds is answered from it, without probing the map.
+    """
     shift = 65 - slots.bit_length()
     last = slots - 1
     multiplier, mask = FIBONACCI, MASK64
     slot, record = IMSI_SLOT.unpack_from, _HOT_RECORD.unpack_from
     statuses = _STATUSES
-    # The group's lockOnFirstConnect as a record flag, by group index (NO_GROUP included).
-    group_flags = bytearray(NO_GROUP + 1)
-    for number, group in enumerate(groups):
-        group_flags[number] = LOCK_ON_FIRST_CONNECT if group.lock_on_first_connect else 0
-    group_flag = bytes(group_flags)
     virtual, terminated, sim_mask = VIRTUAL, TERMINATED, RECORD_INDEX_MASK
     allow, first_connect = ALLOW_UNREPORTED, LOCK_ON_FIRST_CONNECT
     make = tuple.__new__
     assert (IMSI_SLOT.size, RECORD.size) == (1 << 4, 1 << 5), "the shifts below"
+    changed: Mapping[int, Subscriber] = {} if overlay is None else overlay
 
     # perf: one probe per call at load <= 0.6; no attribute lookups, one tuple allocated.
+    # The overlay check is the only thing a LiveTable adds (bench: docs in core.store.live).
     def find(imsi: int) -> Subscriber | None:
+        if imsi in changed:
+            return changed[imsi]
         number = ((imsi * multiplier) & mask) >> shift
         while True:
             key, reference, framed_ip = slot(buffer, index_at + (number << 4))
@@ -260,7 +287,7 @@ def _finder(
                 group,
                 lock,
                 flags & allow != 0,
-                (flags | group_flag[group]) & first_connect != 0,
+                flags & first_connect != 0,
             ),
         )
 

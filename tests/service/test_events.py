@@ -8,6 +8,7 @@ import contextlib
 import json
 import socket
 import time
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -34,10 +35,19 @@ LOCKED = 35387923425263  # 14-digit identity; 15 digits with its Luhn digit: 353
 OTHER = 35000000000001
 
 
+def primary_imsi(sim_id: str) -> int:
+    """Each test SIM's primary IMSI: the store files events under it."""
+    return IMSI if sim_id == SIM else 440_100_000_000_000 + zlib.crc32(sim_id.encode()) % 10**9
+
+
+def key(sim_id: str) -> str:
+    return f"{primary_imsi(sim_id):015d}"
+
+
 def rejected(sim_id: str = SIM, when: float = 1_700_000_000.0) -> ImeiLockRejected:
     return imei_lock_rejected(
         sim_id=sim_id,
-        primary_imsi=IMSI,
+        primary_imsi=primary_imsi(sim_id),
         reason="imei-mismatch",
         reported=OTHER,
         raw=b"3500000000000100",
@@ -118,10 +128,10 @@ def test_store_lists_newest_first_with_limit() -> None:
     for event in events:
         store.append(event)
     store.append(rejected("other", 9.0))
-    assert store.list(SIM, 3) == events[:1:-1]
-    assert store.list(SIM, 100) == events[::-1]
-    assert store.list(SIM, 0) == []
-    assert store.list("unknown", 10) == []
+    assert store.list(key(SIM), 3) == events[:1:-1]
+    assert store.list(key(SIM), 100) == events[::-1]
+    assert store.list(key(SIM), 0) == []
+    assert store.list(key("unknown"), 10) == []
 
 
 def test_store_total_capacity_evicts_oldest() -> None:
@@ -131,8 +141,8 @@ def test_store_total_capacity_evicts_oldest() -> None:
     for event in (*a, *b):
         store.append(event)
     assert len(store) == 4
-    assert store.list("a", 10) == [a[2]]
-    assert store.list("b", 10) == b[::-1]
+    assert store.list(key("a"), 10) == [a[2]]
+    assert store.list(key("b"), 10) == b[::-1]
 
 
 def test_store_per_sim_cap_frees_global_slots() -> None:
@@ -145,8 +155,8 @@ def test_store_per_sim_cap_frees_global_slots() -> None:
         store.append(event)
     # the storm keeps its own last 3 events and never pushes the quiet SIM's history out
     assert len(store) == 6
-    assert store.list("storm", 10) == storm[:-4:-1]
-    assert store.list("quiet", 10) == quiet[::-1]
+    assert store.list(key("storm"), 10) == storm[:-4:-1]
+    assert store.list(key("quiet"), 10) == quiet[::-1]
 
 
 def test_store_forgets_sims_without_events() -> None:
@@ -155,8 +165,8 @@ def test_store_forgets_sims_without_events() -> None:
         store.append(rejected(f"sim-{n}", float(n)))
     assert len(store) == 3
     assert len(store._by_sim) == 3
-    assert [event.sim_id for event in store.list("sim-999", 5)] == ["sim-999"]
-    assert store.list("sim-996", 5) == []
+    assert [event.sim_id for event in store.list(key("sim-999"), 5)] == ["sim-999"]
+    assert store.list(key("sim-996"), 5) == []
 
 
 # -- hub ------------------------------------------------------------------------------------------
@@ -182,7 +192,7 @@ def test_emit_without_actions_only_stores() -> None:
     made = make_hub()
     event = rejected()
     made.hub.emit(event, (), None)
-    assert made.hub.store.list(SIM, 10) == [event]
+    assert made.hub.store.list(key(SIM), 10) == [event]
     assert made.queue.empty()
     assert made.deactivated == []
 
@@ -236,7 +246,7 @@ def test_full_queue_drops_and_counts_without_waiting() -> None:
     elapsed = time.perf_counter() - start
     assert made.queue.qsize() == 2
     assert made.stats.events_dropped[EventDrop.WEBHOOK_QUEUE_FULL] == 998
-    assert len(made.hub.store.list(SIM, 2_000)) == 1_000
+    assert len(made.hub.store.list(key(SIM), 2_000)) == 1_000
     assert elapsed < 0.5  # generous: about 2 µs per emit
 
 

@@ -22,7 +22,7 @@ from core.store.snapshot import (
     imsi_home,
     slot_bits,
 )
-from core.store.snapshot_writer import _fill
+from core.store.snapshot_writer import fill_slots
 from core.store.table import Table, load_newest
 from tests.conftest import TableFactory
 
@@ -92,7 +92,7 @@ def test_probing_wraps_around_the_end() -> None:
     at_last = [imsi for imsi in CROWDED[bits] if imsi_home(imsi, bits) == last][:3]
     slots = array("Q", [0]) * (2 << bits)
     entries = ((imsi, n) for n, imsi in enumerate(at_last))
-    assert _fill(slots, bits, FIBONACCI, entries, _same) == []
+    assert fill_slots(slots, bits, FIBONACCI, entries, _same) == []
     assert [slots[2 * last], slots[0], slots[2]] == at_last
     assert [slots[2 * last + 1], slots[1], slots[3]] == [0, 1, 2]
 
@@ -127,9 +127,11 @@ def test_colliding_sim_id_keys_are_told_apart(
         assert mapped.sim_by_id("sim-9") is None
 
 
-def test_lock_on_first_connect_is_the_sim_flag_or_the_group_flag(
+def test_lock_on_first_connect_is_the_sim_flag_and_the_group_keeps_its_own(
     table_factory: TableFactory,
 ) -> None:
+    """find() gives the SIM's own flag; the policy ORs in its group's (a PutGroup then needs
+    no change to the SIM's Subscriber)."""
     mapped = table_factory(
         [
             {"kind": "group", "groupId": "auto", "lockOnFirstConnect": True},
@@ -147,8 +149,9 @@ def test_lock_on_first_connect_is_the_sim_flag_or_the_group_flag(
         ]
     )
     flags = [mapped.find(440100000000001 + n) for n in range(5)]
-    assert [s.lock_on_first_connect for s in flags if s] == [True, False, True, False, True]
+    assert [s.lock_on_first_connect for s in flags if s] == [False, False, True, False, True]
     assert [s.group for s in flags if s] == [0, 1, NO_GROUP, NO_GROUP, 1]
+    assert [g.lock_on_first_connect for g in mapped.groups] == [True, False]
     assert mapped.group(0) == Group("auto", lock_on_first_connect=True)
     assert mapped.group_index("manual") == 1 and mapped.group_index("none") is None
 

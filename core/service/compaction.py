@@ -1,0 +1,143 @@
+"""Compaction in the background: snapshot + journal -> new snapshot, swapped in atomically.
+
+Owns: when to compact (records or age thresholds, and on demand), running the store's
+``compact`` in a child process (so the server's GIL and event loop never carry it), mapping the
+result, replaying the records journaled since onto it, swapping the new live table in with one
+assignment, and trimming what the new snapshot made obsolete.
+
+Invariants: decisions never stop: until the swap they read the old table, after it the new one,
+and both hold every durable write. The swap happens with the commit loop's lock held, so no
+write is applied to the old table after its records were read for the new one.
+
+Must not: import the wire codec or the web framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from core.service.commit import CommitLoop
+from core.store.commands import from_json
+from core.store.journal import JournalWriter, read_journal
+from core.store.live import LiveTable
+from core.store.recovery import prune_snapshots
+from core.store.table import Table
+
+log = structlog.get_logger("simgate.compaction")
+
+
+class CompactionError(Exception):
+    """The child process could not write the snapshot; the message is what it said."""
+
+
+class Compactor:
+    def __init__(
+        self,
+        data_dir: Path,
+        journal: JournalWriter,
+        commit: CommitLoop,
+        live: Callable[[], LiveTable],
+        swap: Callable[[LiveTable], None],
+        *,
+        after_records: int,
+        after_seconds: float,
+    ) -> None:
+        self.data_dir = data_dir
+        self._journal = journal
+        self._commit = commit
+        self._live = live
+        self._swap = swap
+        self.after_records = after_records
+        self.after_seconds = after_seconds
+        self._running = asyncio.Lock()
+        self._first_unsnapshotted: float | None = None
+        self.compactions = 0
+        self.last_seconds = 0.0
+
+    def note_write(self) -> None:
+        """Called for every applied write: starts the age clock of the oldest unsnapshotted."""
+        if self._first_unsnapshotted is None:
+            self._first_unsnapshotted = time.monotonic()
+
+    def due(self) -> bool:
+        live = self._live()
+        pending = live.seq - live.base.seq
+        if pending <= 0:
+            return False
+        if pending >= self.after_records:
+            return True
+        started = self._first_unsnapshotted
+        return started is not None and time.monotonic() - started >= self.after_seconds
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Compact whenever a threshold is passed (cancel to stop)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.due() and not self._running.locked():
+                try:
+                    await self.compact()
+                except (CompactionError, OSError) as error:
+                    log.error("compaction_failed", detail=str(error))
+
+    async def compact(self) -> tuple[int, Path]:
+        """Write a snapshot of every durable write, swap it in, trim; return (seq, path).
+
+        Raises:
+            CompactionError: the child process failed.
+            OSError: the journal could not be rotated or read.
+        """
+        async with self._running:
+            started = time.monotonic()
+            async with self._commit.lock:
+                upto = self._journal.rotate() - 1  # every record <= upto is durable and applied
+            if upto <= self._live().base.seq:
+                path = self._live().base.path
+                return upto, path if path is not None else self.data_dir
+            path = await self._run_child(upto)
+            table = await asyncio.to_thread(Table.open, path)
+            async with self._commit.lock:
+                records, _ = await asyncio.to_thread(
+                    read_journal, self.data_dir, upto, repair=False
+                )
+                fresh = LiveTable(table)
+                for seq, payload in records:
+                    fresh.apply(seq, from_json(payload))
+                old = self._live()
+                self._swap(fresh)
+                self._first_unsnapshotted = None if fresh.seq == upto else time.monotonic()
+            old.close()
+            trim_upto = await asyncio.to_thread(prune_snapshots, self.data_dir, 2)
+            await asyncio.to_thread(self._journal.trim, trim_upto)
+            self.compactions += 1
+            self.last_seconds = time.monotonic() - started
+            log.info(
+                "compacted",
+                seq=upto,
+                snapshot=str(path),
+                seconds=round(self.last_seconds, 3),
+                replayed=len(records),
+            )
+            return upto, path
+
+    async def _run_child(self, upto: int) -> Path:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "core.store.recovery",
+            "compact",
+            str(self.data_dir),
+            str(upto),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        if process.returncode != 0:
+            message = err.decode(errors="replace").strip().splitlines()
+            raise CompactionError(message[-1] if message else f"exit {process.returncode}")
+        return Path(out.decode().strip().splitlines()[-1])

@@ -1,0 +1,61 @@
+"""Sessions: the latest admitted connection of each SIM, in memory.
+
+Owns: what the admin API needs about a SIM's current session (DESIGN §1, §3): the IMEI it
+reported (``set_imei_lock`` without an IMEI locks to it), the IMSI it used, NAS, framed IP, the
+session id carried in ``Class``, and whether it is online.
+
+Invariants: keyed by the SIM's primary IMSI (a virtual subscriber's session is its SIM's, as
+everywhere else); recording one is a tuple and a dict store, cheap enough for every accept.
+Sessions are runtime state, not journaled: after a restart a SIM is offline until its next
+session, as on a real packet core after a gateway restart.
+
+Must not: import asyncio, the codec or the admin API.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+
+class Session(NamedTuple):
+    session_id: str
+    imsi: int  # the IMSI the request used (primary or virtual)
+    reported: int  # device identity reported (policy.imei: 0 not reported, -1 invalid)
+    nas: str | None
+    framed_ip: int
+    created: float  # unix time
+    online: bool
+
+
+_new: Final = tuple.__new__
+
+
+class Sessions:
+    """The latest session of each SIM, by primary IMSI."""
+
+    def __init__(self) -> None:
+        self._by_sim: dict[int, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_sim)
+
+    def created(self, primary_imsi: int, session: Session) -> Session | None:
+        """Record a new session; return the one it replaces (the SIM reconnected)."""
+        previous = self._by_sim.get(primary_imsi)
+        self._by_sim[primary_imsi] = session
+        return previous
+
+    def get(self, primary_imsi: int) -> Session | None:
+        return self._by_sim.get(primary_imsi)
+
+    def online(self) -> int:
+        return sum(1 for session in self._by_sim.values() if session.online)
+
+    def end(self, primary_imsi: int) -> Session | None:
+        """Mark the SIM's session offline (disconnect, Accounting-Stop); return it."""
+        session = self._by_sim.get(primary_imsi)
+        if session is None or not session.online:
+            return None
+        ended = session._replace(online=False)
+        self._by_sim[primary_imsi] = ended
+        return ended

@@ -1,0 +1,365 @@
+"""The journal (DESIGN §6): every write, framed and sequence-numbered, made durable in order.
+
+Owns: the record framing (sans-IO frame() and unframe()); the segment files and their names;
+JournalWriter (append, sync with fsync, rotate, trim); read_journal(), which replays the records
+after a sequence number and cuts a torn tail.
+
+Format. Files ``<data_dir>/journal/journal-<first seq, 20 digits>.log``, each a run of records::
+
+    header  "<IIQ" (16 bytes): payload length, CRC-32 of (seq as 8 octets LE + payload), seq
+    payload length octets (a command's JSON, core.store.commands)
+
+The CRC covers the header's seq field and the payload, which lie back to back in the file.
+
+Invariants:
+- Sequence numbers are contiguous and increase across segments; a segment's name is the seq of
+  its first record. A segment is only ever appended to, by one JournalWriter, and never again
+  once the writer rotated past it.
+- sync() returns only after os.fsync() of the segment; a new segment's directory entry is
+  fsynced when the segment is created, and the directory again after trim() removes segments.
+- The only damage read_journal() repairs is a torn tail: a bad record in the last segment that
+  no valid record follows. It truncates the file there (and fsyncs it) and reports what it cut.
+  Any other bad record, or a gap in the sequence, is a JournalError naming file and offset.
+
+Must not: interpret payloads; import asyncio, the RADIUS codec, the policy, logging, metrics or
+time. JournalWriter is not an asyncio object: the service may call sync() in a worker thread
+while it goes on calling append() (one sync(), rotate() or trim() at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from itertools import pairwise
+from pathlib import Path
+from types import TracebackType
+from typing import Final, NamedTuple
+
+HEADER: Final = struct.Struct("<IIQ")
+#: A longer length field is damage, not a record (commands are a few hundred bytes).
+MAX_PAYLOAD: Final = 16 << 20
+DIRECTORY: Final = "journal"
+_SEQ: Final = struct.Struct("<Q")
+_SEQ_AT: Final = 8  # the seq field's offset in HEADER: the CRC starts there
+
+Record = tuple[int, bytes]  # (seq, payload)
+
+
+class JournalError(Exception):
+    """A journal that cannot be read or written as it is; names the file and the offset."""
+
+    def __init__(self, path: str | os.PathLike[str], offset: int, reason: str) -> None:
+        super().__init__(f"journal {os.fspath(path)} at offset {offset}: {reason}")
+        self.path = Path(path)
+        self.offset = offset
+        self.reason = reason
+
+
+class TornTail(NamedTuple):
+    """What read_journal() cut off the last segment: from ``offset``, ``dropped`` bytes."""
+
+    path: Path
+    offset: int
+    dropped: int
+
+    def __str__(self) -> str:
+        return f"journal {self.path}: torn tail cut at offset {self.offset} ({self.dropped} bytes)"
+
+
+class Unframed(NamedTuple):
+    records: list[Record]
+    good_end: int  # offset just past the last good record
+    torn: bool  # something follows good_end that is not a whole good record
+
+
+def frame(seq: int, payload: bytes) -> bytes:
+    """Return one journal record: header then payload."""
+    crc = zlib.crc32(payload, zlib.crc32(_SEQ.pack(seq)))
+    return HEADER.pack(len(payload), crc, seq) + payload
+
+
+def unframe(buffer: bytes | bytearray | memoryview) -> Unframed:
+    """Split a buffer into records; stop at the first one that runs past it or fails its CRC."""
+    view = memoryview(buffer)
+    size = len(view)
+    records: list[Record] = []
+    at = 0
+    while at < size:
+        end = _record_end(view, at)
+        if end < 0:
+            return Unframed(records, at, True)
+        (seq,) = _SEQ.unpack_from(view, at + _SEQ_AT)
+        records.append((seq, bytes(view[at + HEADER.size : end])))
+        at = end
+    return Unframed(records, at, False)
+
+
+def _record_end(view: memoryview, at: int) -> int:
+    """Return the end of the good record at ``at``, or -1."""
+    if len(view) - at < HEADER.size:
+        return -1
+    length, crc, _ = HEADER.unpack_from(view, at)
+    end: int = at + HEADER.size + length
+    if length > MAX_PAYLOAD or end > len(view) or zlib.crc32(view[at + _SEQ_AT : end]) != crc:
+        return -1
+    return end
+
+
+def segment_path(data_dir: str | os.PathLike[str], first_seq: int) -> Path:
+    """Return the path of the segment whose first record is ``first_seq``."""
+    return Path(data_dir) / DIRECTORY / f"journal-{first_seq:020d}.log"
+
+
+def list_segments(data_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """Return (first seq, path) of every segment, oldest first."""
+    found: list[tuple[int, Path]] = []
+    for path in (Path(data_dir) / DIRECTORY).glob("journal-*.log"):
+        digits = path.stem.removeprefix("journal-")
+        if digits.isascii() and digits.isdigit():
+            found.append((int(digits), path))
+    found.sort()
+    return found
+
+
+def read_journal(
+    data_dir: str | os.PathLike[str],
+    after_seq: int,
+    *,
+    upto_seq: int | None = None,
+    repair: bool = True,
+) -> tuple[list[Record], TornTail | None]:
+    """Return every record with after_seq < seq (<= upto_seq), in order, and the torn tail cut.
+
+    With ``repair`` a torn tail of the last segment is truncated (and fsynced); without it (a
+    reader beside a live writer, e.g. compaction) it is only left out. Segments whose records
+    all come at or before ``after_seq`` are not read.
+
+    Raises:
+        JournalError: a bad record before the tail, a sequence out of order, or records
+            missing between ``after_seq`` and the first record found.
+        OSError: a segment cannot be read or truncated.
+    """
+    segments = list_segments(data_dir)
+    start = 0
+    while start + 1 < len(segments) and segments[start + 1][0] <= after_seq + 1:
+        start += 1
+    records: list[Record] = []
+    torn: TornTail | None = None
+    expected = segments[start][0] if segments else after_seq + 1
+    if expected > after_seq + 1:
+        raise JournalError(
+            segments[start][1],
+            0,
+            f"starts at sequence {expected}, but sequence {after_seq + 1} comes next: "
+            f"records {after_seq + 1}-{expected - 1} are missing",
+        )
+    for number in range(start, len(segments)):
+        first, path = segments[number]
+        data = path.read_bytes()
+        found = unframe(data)
+        if first != expected and (found.records or number + 1 < len(segments)):
+            raise JournalError(path, 0, f"named for sequence {first}, {expected} comes next")
+        expected = _take(path, found.records, expected, after_seq, upto_seq, records)
+        if upto_seq is not None and expected > upto_seq:
+            break  # what follows is not asked for (and may be a live writer's)
+        if found.torn:
+            last = number + 1 == len(segments)
+            if not last or _survivor(data, found.good_end, expected - 1):
+                raise JournalError(path, found.good_end, "corrupt record (not a torn tail)")
+            torn = TornTail(path, found.good_end, len(data) - found.good_end)
+            if repair:
+                _truncate(path, found.good_end)
+    return records, torn
+
+
+def _take(
+    path: Path,
+    found: list[Record],
+    expected: int,
+    after_seq: int,
+    upto_seq: int | None,
+    into: list[Record],
+) -> int:
+    """Append the records wanted to ``into``; return the seq that comes next."""
+    offset = 0
+    for seq, payload in found:
+        if seq != expected:
+            raise JournalError(path, offset, f"sequence {seq}, expected {expected}")
+        if seq > after_seq and (upto_seq is None or seq <= upto_seq):
+            into.append((seq, payload))
+        expected += 1
+        offset += HEADER.size + len(payload)
+    return expected
+
+
+def _survivor(data: bytes, start: int, last_seq: int) -> bool:
+    """Return whether a good record of the next sequence numbers lies past ``start``."""
+    view = memoryview(data)
+    for seq in (last_seq + 1, last_seq + 2):
+        needle = _SEQ.pack(seq)
+        at = data.find(needle, start + _SEQ_AT)
+        while at >= 0:
+            if _record_end(view, at - _SEQ_AT) >= 0:
+                return True
+            at = data.find(needle, at + 1)
+    return False
+
+
+def _truncate(path: Path, size: int) -> None:
+    handle = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.ftruncate(handle, size)
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+class JournalWriter:
+    """Append records to the journal's newest segment and make them durable.
+
+    ``next_seq`` is the sequence the first append() gets: the last record recovered plus one.
+    The writer starts a segment of its own named for it. After a failed sync() every call
+    raises: what reached the file is unknown, and recovery (read_journal) sorts it out.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], next_seq: int) -> None:
+        self.data_dir = Path(data_dir)
+        self.directory = self.data_dir / DIRECTORY
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for first, path in list_segments(self.data_dir):
+            if first > next_seq:
+                raise JournalError(path, 0, f"begins after sequence {next_seq}, the next to write")
+        self._lock = threading.Lock()  # guards _pending and _next_seq (append vs sync)
+        self._sync_lock = threading.Lock()  # one sync, rotate or trim at a time
+        self._pending = bytearray()
+        self._next_seq = next_seq
+        self._durable_seq = next_seq - 1
+        self._failed: OSError | None = None
+        self.written = 0  # bytes synced into the current segment
+        self.first_seq = next_seq
+        self.path = segment_path(self.data_dir, next_seq)
+        self._handle = self._create(self.path)
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next append() gets."""
+        return self._next_seq
+
+    @property
+    def durable_seq(self) -> int:
+        """The last sequence number made durable (next_seq - 1 at start)."""
+        return self._durable_seq
+
+    def append(self, payload: bytes) -> int:
+        """Frame a payload after the last record and return its seq; durable after sync()."""
+        if self._failed is not None:
+            raise self._failed
+        with self._lock:
+            seq = self._next_seq
+            self._pending += frame(seq, payload)
+            self._next_seq = seq + 1
+        return seq
+
+    def sync(self) -> int:
+        """Write what was appended and fsync it; return the last durable seq.
+
+        Raises:
+            OSError: the write or the fsync failed (and every later call raises it again).
+        """
+        with self._sync_lock:
+            return self._sync()
+
+    def rotate(self) -> int:
+        """Sync, then start a new segment; return its first seq (compact up to that minus 1).
+
+        Raises:
+            OSError: as sync(), or the new segment cannot be created.
+        """
+        with self._sync_lock:
+            self._sync()
+            first = self._durable_seq + 1
+            path = segment_path(self.data_dir, first)
+            if path != self.path:
+                handle = self._create(path)
+                os.close(self._handle)
+                self._handle, self.path, self.first_seq, self.written = handle, path, first, 0
+            return first
+
+    def trim(self, upto_seq: int) -> list[Path]:
+        """Remove the segments whose records all have seq <= ``upto_seq``; return them.
+
+        The current segment is never removed.
+        """
+        with self._sync_lock:
+            segments = list_segments(self.data_dir)
+            removed = [
+                path
+                for (_, path), (following, _) in pairwise(segments)
+                if following <= upto_seq + 1 and path != self.path
+            ]
+            for path in removed:
+                path.unlink()
+            if removed:
+                _fsync_directory(self.directory)
+            return removed
+
+    def close(self) -> None:
+        """Sync what is pending (unless a sync failed) and close the segment."""
+        with self._sync_lock:
+            if self._handle < 0:
+                return
+            try:
+                if self._failed is None:
+                    self._sync()
+            finally:
+                os.close(self._handle)
+                self._handle = -1
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _sync(self) -> int:
+        if self._failed is not None:
+            raise self._failed
+        with self._lock:
+            data, self._pending = self._pending, bytearray()
+            upto = self._next_seq - 1
+        if data:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._handle, view) :]
+                os.fsync(self._handle)
+            except OSError as error:
+                self._failed = error
+                raise
+            self.written += len(data)
+            self._durable_seq = upto
+        return self._durable_seq
+
+    def _create(self, path: Path) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        handle = os.open(path, flags, 0o600)
+        if os.fstat(handle).st_size:
+            os.close(handle)
+            raise JournalError(path, 0, "already holds records: the journal was not replayed")
+        _fsync_directory(path.parent)
+        return handle
