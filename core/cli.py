@@ -100,7 +100,6 @@ def _import(args: argparse.Namespace) -> int:
     import time
 
     from core import config, provision
-    from core.store.snapshot import list_snapshots
 
     try:
         settings = config.load(args.config)
@@ -109,8 +108,11 @@ def _import(args: argparse.Namespace) -> int:
         return 2
     bar = _ProgressBar()
     data_dir = Path(settings.store.data_dir)
-    # The new snapshot must be the newest, so that the next start maps it.
-    seq = max((number for number, _ in list_snapshots(data_dir)), default=0) + 1
+    try:
+        seq = _next_import_seq(data_dir)
+    except Exception as error:  # noqa: BLE001 - the journal's error names the file and offset
+        print(f"simgate: import: {data_dir}: the journal cannot be read: {error}", file=sys.stderr)
+        return 2
     try:
         result = provision.import_file(
             args.data, data_dir, seq=seq, now=time.time(), progress=bar.update
@@ -125,6 +127,20 @@ def _import(args: argparse.Namespace) -> int:
         f"groups) into {result.snapshot_path} in {result.seconds:.2f} s"
     )
     return 0
+
+
+def _next_import_seq(data_dir: Path) -> int:
+    """The sequence of an imported snapshot: after every snapshot and every journal record.
+
+    An import replaces the table: the journal records before it are superseded, and the next
+    start maps the new snapshot and replays nothing older.
+    """
+    from core.store.journal import read_journal
+    from core.store.snapshot import list_snapshots
+
+    newest = max((number for number, _ in list_snapshots(data_dir)), default=0)
+    records, _ = read_journal(data_dir, newest, repair=False)
+    return max(newest, records[-1][0] if records else newest) + 1
 
 
 class _ProgressBar:

@@ -185,3 +185,29 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("serve", "import", "probe"):
         assert command in result.stdout
+
+
+def test_reimport_supersedes_the_journal(tmp_path: Path) -> None:
+    from core.store.commands import SetStatus, UnsetLock
+    from core.store.journal import JournalWriter
+    from core.store.records import Status
+    from core.store.recovery import open_live
+
+    config, _ = write_config(tmp_path)
+    data = tmp_path / "sims.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in SIMS))
+    assert run("import", "--config", str(config), str(data)).returncode == 0
+    with JournalWriter(tmp_path / "data", 2) as journal:  # writes made after the first import
+        journal.append(UnsetLock("1").to_json())
+        journal.append(SetStatus("1", Status.SUSPENDED).to_json())
+        journal.sync()
+    assert run("import", "--config", str(config), str(data)).returncode == 0
+    live, writer, report = open_live(tmp_path / "data")
+    try:
+        assert report.replayed == 0  # the journal's record is older than the new snapshot
+        sim = live.sim("1")
+        assert sim is not None
+        assert sim.status == Status.ACTIVE
+    finally:
+        writer.close()
+        live.close()
