@@ -17,6 +17,7 @@ import json
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from core.radius import dictionary
 from core.service.clients import Clients
 from core.service.pipeline import Pipeline
 from core.service.stats import Stats
+from core.service.writepath import WritePath
+from core.store.journal import JournalWriter
+from core.store.live import LiveTable
 from core.store.table import load_newest
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,14 +59,20 @@ def main() -> int:
             }
         }
     )
+    stats = Stats()
     pipeline = Pipeline(
         port="auth",
         clients=Clients(settings.radius.clients),
         table=table,
         handles=handles,
         settings=settings.radius,
-        stats=Stats(),
+        stats=stats,
     )
+    # The server's whole per-request path: the live table (overlay in front of the map) and
+    # the reactions (sessions and events at every accept, events at IMEI-lock rejects).
+    scratch = Path(tempfile.mkdtemp(prefix="simgate-micro-"))
+    writes = WritePath(settings, LiveTable(table), JournalWriter(scratch, table.seq + 1), stats)
+    writes.attach([pipeline])
     packets = build_packets(SIZES[args.size], args.packets, handles)
     check(pipeline, packets)
     rate, p50, p99 = run(pipeline, [packet for packet, _ in packets], args.seconds)

@@ -28,6 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from core import __version__
+from core.policy.verdict import Effect
 from core.radius.codes import Code
 from core.service.clients import ClientEntry
 from core.service.stats import DURATION_BOUNDS, Stats
@@ -116,7 +117,7 @@ class SimgateCollector(Collector):
             labels=["effect"],
         )
         for effect, count in self._stats.effects.items():
-            effects.add_metric([str(effect.name).lower().replace("|", "+")], count)
+            effects.add_metric([Effect.NAMES[effect]], count)
         yield from (decisions, effects)
 
     def _histogram(self) -> Iterator[Metric]:

@@ -79,6 +79,8 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0] if error.errors() else {}
+        if first.get("type") == "json_invalid":  # its loc is ("body", offset in the text)
+            return _error(400, "invalid", "body: not valid JSON", "body")
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
         field = ".".join(location) or "body"
         return _error(400, "invalid", f"{field}: {first.get('msg', 'invalid')}", field)

@@ -8,6 +8,7 @@ Must not: import the web framework or the server's modules (it talks HTTP only).
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -56,7 +57,10 @@ class AdminClient:
     def call(self, method: str, path: str, body: Any = None) -> Answer:
         """Send one request; return the answer, or raise ``ApiError`` for 4xx/5xx/no answer."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        try:
+            request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        except ValueError as error:  # e.g. "http://[::1" (an unclosed IPv6 literal)
+            raise ApiError(f"{self.base_url}: not a usable URL: {error}", 2) from None
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")
@@ -75,7 +79,9 @@ class AdminClient:
                 else (EXIT_REFUSED if 400 <= error.code < 500 else EXIT_UNREACHABLE)
             )
             raise ApiError(f"{error.code}: {message}", code, error.code) from None
-        except (urllib.error.URLError, OSError) as error:
+        except http.client.InvalidURL as error:  # e.g. a space in the --api URL's path
+            raise ApiError(f"{self.base_url}: not a usable URL: {error}", 2) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)
             raise ApiError(f"cannot reach {self.base_url}: {reason}", EXIT_UNREACHABLE) from None
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from core.admin.client import AdminClient, ApiError
 
@@ -123,8 +124,16 @@ def run(handler: Any, args: argparse.Namespace) -> int:
     return result
 
 
+def _segment(name: str) -> str:
+    """A SIM or group id as one path segment: "a#b" must not become the SIM "a"."""
+    return quote(name, safe="")
+
+
 def _document(text: str) -> Any:
-    raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    try:
+        raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    except OSError as error:  # a missing or unreadable @FILE is a usage error, not a refusal
+        raise ApiError(f"{text[1:]}: {error.strerror or error}", 2) from None
     try:
         return json.loads(raw)
     except ValueError as error:
@@ -176,7 +185,7 @@ def _sims_list(args: argparse.Namespace, api: AdminClient) -> int:
 
 
 def _sims_get(args: argparse.Namespace, api: AdminClient) -> int:
-    body = api.get(f"/v1/sims/{args.sim_id}").body
+    body = api.get(f"/v1/sims/{_segment(args.sim_id)}").body
     return _print(args, body, _sim_rows([body]))
 
 
@@ -186,20 +195,21 @@ def _sims_create(args: argparse.Namespace, api: AdminClient) -> int:
 
 
 def _sims_status(args: argparse.Namespace, api: AdminClient) -> int:
-    body = api.post(f"/v1/sims/{args.sim_id}/{args.status_action}").body
+    body = api.post(f"/v1/sims/{_segment(args.sim_id)}/{args.status_action}").body
     return _print(args, body, _sim_rows([body]))
 
 
 def _lock_set(args: argparse.Namespace, api: AdminClient) -> int:
-    request: dict[str, Any] = {"allowUnreported": args.allow_unreported}
+    # without --allow-unreported, say nothing: "<imei>|ANONYMOUS" alone must mean true
+    request: dict[str, Any] = {"allowUnreported": True} if args.allow_unreported else {}
     if args.imei is not None:
         request["imei"] = args.imei
-    body = api.post(f"/v1/sims/{args.sim_id}/set_imei_lock", request).body
+    body = api.post(f"/v1/sims/{_segment(args.sim_id)}/set_imei_lock", request).body
     return _print(args, body, _sim_rows([body]))
 
 
 def _lock_unset(args: argparse.Namespace, api: AdminClient) -> int:
-    body = api.post(f"/v1/sims/{args.sim_id}/unset_imei_lock").body
+    body = api.post(f"/v1/sims/{_segment(args.sim_id)}/unset_imei_lock").body
     return _print(args, body, _sim_rows([body]))
 
 
@@ -216,15 +226,17 @@ def _lock_batch(args: argparse.Namespace, api: AdminClient) -> int:
 
 
 def _groups_get(args: argparse.Namespace, api: AdminClient) -> int:
-    return _print(args, api.get(f"/v1/groups/{args.group_id}").body)
+    return _print(args, api.get(f"/v1/groups/{_segment(args.group_id)}").body)
 
 
 def _groups_put(args: argparse.Namespace, api: AdminClient) -> int:
-    return _print(args, api.put(f"/v1/groups/{args.group_id}", _document(args.document)).body)
+    return _print(
+        args, api.put(f"/v1/groups/{_segment(args.group_id)}", _document(args.document)).body
+    )
 
 
 def _events(args: argparse.Namespace, api: AdminClient) -> int:
-    body = api.get(f"/v1/sims/{args.sim_id}/events?limit={args.limit}").body
+    body = api.get(f"/v1/sims/{_segment(args.sim_id)}/events?limit={args.limit}").body
     rows = [("TIME", "EVENT", "DETAIL")]
     for event in body["events"]:
         detail = {k: v for k, v in event.items() if k not in ("time", "event", "simId")}

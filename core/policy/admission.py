@@ -69,7 +69,7 @@ LOCK_TABLE: Final[dict[tuple[LockState, Reported], Reason]] = {
 }
 
 # DESIGN §2 step 4: status -> (admitted, effect of an accept).
-STATUS_TABLE: Final[dict[Status, tuple[bool, Effect]]] = {
+STATUS_TABLE: Final[dict[Status, tuple[bool, int]]] = {
     Status.ACTIVE: (True, Effect.NONE),
     Status.READY: (True, Effect.ACTIVATE),
     Status.STANDBY: (True, Effect.ACTIVATE),

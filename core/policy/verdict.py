@@ -11,7 +11,7 @@ Must not: import anything from core but the store's records.
 
 from __future__ import annotations
 
-from enum import IntFlag, StrEnum
+from enum import StrEnum
 from typing import Final, NamedTuple
 
 from core.store.records import Subscriber
@@ -31,12 +31,16 @@ class Reason(StrEnum):
     IMEI_INVALID = "imei-invalid"
 
 
-class Effect(IntFlag):
-    """Writes an accept asks for; the service performs them, the policy only names them."""
+class Effect:
+    """Writes an accept asks for, as bit flags in a plain ``int``; the service performs them.
 
-    NONE = 0
-    ACTIVATE = 1  # a ready or standby SIM becomes active at its first accepted session
-    LOCK = 2  # lockOnFirstConnect: lock the SIM to the reported device
+    Not an IntFlag: enum arithmetic and truth tests run Python code per packet (bench/micro.py).
+    """
+
+    NONE: Final = 0
+    ACTIVATE: Final = 1  # a ready or standby SIM becomes active at its first accepted session
+    LOCK: Final = 2  # lockOnFirstConnect: lock the SIM to the reported device
+    NAMES: Final = {1: "activate", 2: "lock", 3: "activate+lock"}
 
 
 class AdmissionRequest(NamedTuple):
@@ -53,7 +57,7 @@ class AdmissionRequest(NamedTuple):
 class Verdict(NamedTuple):
     accept: bool
     reason: Reason
-    effects: Effect
+    effects: int  # Effect flags
     subscriber: Subscriber | None
     #: the reported device identity (policy.imei: 0 not reported, -1 invalid)
     reported: int

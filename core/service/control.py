@@ -18,11 +18,12 @@ import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 from core.policy import imei
 from core.service.commit import CommitLoop
-from core.service.events import EventStore
-from core.service.sessions import Session, Sessions
+from core.service.events import EventStore, SessionCreated
+from core.service.sessions import Session, Sessions, describe_nas
 from core.store.commands import (
     Command,
     CommandError,
@@ -104,8 +105,25 @@ class Control:
         primary = self._primary(sim_id)
         if not 1 <= limit <= MAX_PAGE:
             raise Refused(400, "invalid", f"limit: must be 1 to {MAX_PAGE}", "limit")
+        events: list[Any] = list(self._events.list(primary, limit))
+        session = self._sessions.get(primary)
+        if session is not None:
+            # The SIM's current session is its Created event: sessions are recorded per accept
+            # in the sessions table, not copied into the event store on the datagram path.
+            events.append(
+                SessionCreated(
+                    sim_id,
+                    primary,
+                    session.reported,
+                    describe_nas(session.nas),
+                    session.framed_ip,
+                    session.session_id,
+                    session.created,
+                )
+            )
+        events.sort(key=lambda event: event.time, reverse=True)
         listed = []
-        for event in self._events.list(f"{primary:015d}", limit):
+        for event in events[:limit]:
             body = event.to_json()
             body["simId"] = sim_id
             listed.append(body)
@@ -248,7 +266,7 @@ def _session_view(session: Session) -> dict[str, Any]:
         "imsi": f"{session.imsi:015d}",
         "imei": imei.format_identity(reported) if reported > 0 else None,
         "imeiReported": reported > 0,
-        "nas": session.nas,
+        "nas": describe_nas(session.nas),
         "ueIpAddress": socket.inet_ntoa(session.framed_ip.to_bytes(4, "big"))
         if session.framed_ip
         else None,
@@ -257,9 +275,22 @@ def _session_view(session: Session) -> dict[str, Any]:
 
 
 def _public_group(document: dict[str, Any]) -> dict[str, Any]:
-    """A group as the API shows it: the CHAP password is never sent back."""
+    """A group as the API shows it: the CHAP password and the webhook URL's password (sent as
+    Basic credentials) are never sent back."""
     shown = {key: value for key, value in document.items() if key != "kind"}
     chap = shown.get("chap")
     if isinstance(chap, dict):
         shown["chap"] = {"username": chap.get("username"), "passwordSet": "password" in chap}
+    url = shown.get("webhookUrl")
+    if isinstance(url, str):
+        shown["webhookUrl"] = _without_password(url)
     return shown
+
+
+def _without_password(url: str) -> str:
+    """Return ``url`` with the password of its user information replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user_info.partition(':')[0]}:***@{host}"))

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 import structlog
 
@@ -67,48 +68,56 @@ class ImeiLockRejected:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class SessionEvent:
-    """A session of the SIM was created, modified or deleted (DESIGN §3, §5)."""
-
-    kind: ClassVar[str] = "Session"
-    log_event: ClassVar[str] = "session"
-
-    sim_id: str
-    imsi: str
-    imei: str | None
+class _SessionFields(NamedTuple):
+    sim_id: str  # "" when recorded on the datagram path; the listing fills it in
+    imsi: int  # the SIM's primary IMSI
+    reported: int  # device identity (policy.imei: 0 not reported, -1 invalid)
     nas: str | None
-    framed_ip: str | None
+    framed_ip: int  # 0: none
     session_id: str
     time: float  # Unix seconds
+
+
+class SessionEvent(_SessionFields):
+    """A session of the SIM was created, modified or deleted (DESIGN §3, §5).
+
+    A tuple of raw values, built for every accept: formatting waits for ``to_json`` (a listing
+    or a delivery), off the datagram path.
+    """
+
+    __slots__ = ()
+    kind: ClassVar[str] = "Session"
+    log_event: ClassVar[str] = "session"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "event": self.kind,
             "simId": self.sim_id,
-            "imsi": self.imsi,
-            "imei": self.imei,
+            "imsi": f"{self.imsi:015d}",
+            "imei": _formatted(self.reported) if self.reported > 0 else None,
             "nas": self.nas,
-            "framedIp": self.framed_ip,
+            "framedIp": socket.inet_ntoa(self.framed_ip.to_bytes(4, "big"))
+            if self.framed_ip
+            else None,
             "sessionId": self.session_id,
             "time": self.time,
         }
 
 
-@dataclass(frozen=True, slots=True)
 class SessionCreated(SessionEvent):
+    __slots__ = ()
     kind: ClassVar[str] = "Created"
     log_event: ClassVar[str] = "session_created"
 
 
-@dataclass(frozen=True, slots=True)
 class SessionModified(SessionEvent):
+    __slots__ = ()
     kind: ClassVar[str] = "Modified"
     log_event: ClassVar[str] = "session_modified"
 
 
-@dataclass(frozen=True, slots=True)
 class SessionDeleted(SessionEvent):
+    __slots__ = ()
     kind: ClassVar[str] = "Deleted"
     log_event: ClassVar[str] = "session_deleted"
 
@@ -172,17 +181,17 @@ class EventStore:
             raise ValueError("capacity and per_sim must be at least 1")
         self.capacity = capacity
         self.per_sim = per_sim
-        self._order: OrderedDict[int, str] = OrderedDict()
-        self._by_sim: dict[str, list[tuple[int, Event]]] = {}
+        self._order: OrderedDict[int, int] = OrderedDict()
+        self._by_sim: dict[int, list[tuple[int, Event]]] = {}
         self._seq = 0
 
     def __len__(self) -> int:
         return len(self._order)
 
-    def append(self, event: Event) -> None:
-        """Store ``event``, evicting the SIM's or else the store's oldest when full."""
+    def append(self, sim_id: int, event: Event) -> None:
+        """Store ``event`` under the SIM's primary IMSI, evicting the SIM's or else the store's
+        oldest when full."""
         self._seq = seq = self._seq + 1
-        sim_id = event.imsi
         entries = self._by_sim.get(sim_id)
         if entries is None:
             self._by_sim[sim_id] = entries = []
@@ -197,7 +206,7 @@ class EventStore:
             if not oldest:
                 del self._by_sim[oldest_sim]
 
-    def list(self, imsi: str, limit: int = 100) -> list[Event]:
+    def list(self, imsi: int, limit: int = 100) -> list[Event]:
         """Return the last ``limit`` events of the SIM whose primary IMSI is ``imsi``, newest
         first."""
         entries = self._by_sim.get(imsi)
@@ -233,7 +242,7 @@ class EventHub:
         self, event: Event, actions: tuple[str, ...] = (), webhook_url: str | None = None
     ) -> None:
         """Store ``event`` and start its actions; return at once, never raise."""
-        self.store.append(event)
+        self.store.append(int(event.imsi), event)
         for action in actions:
             try:
                 if action == "webhook":

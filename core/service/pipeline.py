@@ -17,7 +17,6 @@ Must not: import asyncio, structlog or prometheus_client.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -245,16 +244,18 @@ class Pipeline:
         self.cache.finish(key, authenticator, reply, now)
         return reply
 
-    def _nas(self, packet: Packet) -> str | None:
-        """The NAS as events and sessions show it: NAS-IP-Address, else NAS-Identifier."""
+    def _nas(self, packet: Packet) -> bytes:
+        """The NAS attribute as received (NAS-IP-Address, else NAS-Identifier), b"" if none.
+
+        Kept raw: sessions.describe_nas() formats it when someone looks (off the hot path).
+        """
         data, offsets = packet.data, packet.offsets
         at = offsets.get(self._nas_ip)
-        if at is not None and data[at + 1] == 6:
-            return socket.inet_ntoa(data[at + 2 : at + 6])
-        at = offsets.get(self._nas_identifier)
-        if at is not None:
-            return data[at + 2 : at + data[at + 1]].decode("utf-8", "replace")
-        return None
+        if at is None:
+            at = offsets.get(self._nas_identifier)
+            if at is None:
+                return b""
+        return data[at : at + data[at + 1]]
 
     def _status_server(self, packet: Packet, client: ClientEntry) -> bytes | None:
         # RFC 5997 §3: Status-Server MUST carry a valid Message-Authenticator; no side effects.

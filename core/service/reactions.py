@@ -16,16 +16,15 @@ Must not: import the wire codec or the web framework.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import Final
 
 import structlog
 
-from core.policy.verdict import Reason, Verdict
+from core.policy.verdict import Effect, Reason, Verdict
 from core.service.commit import CommitLoop
-from core.service.events import EventHub, SessionCreated, imei_lock_rejected
-from core.service.sessions import Session, Sessions
+from core.service.events import EventHub, imei_lock_rejected
+from core.service.sessions import Session, Sessions, describe_nas
 from core.store.commands import SetLock, SetStatus
 from core.store.live import LiveTable
 from core.store.records import Status, Subscriber
@@ -60,7 +59,7 @@ class Reactions:
     # -- called by the pipeline ------------------------------------------------------------
 
     def accepted(
-        self, subscriber: Subscriber, verdict: Verdict, session_id: str, nas: str | None
+        self, subscriber: Subscriber, verdict: Verdict, session_id: str, nas: bytes
     ) -> None:
         """Record the SIM's new session; start the activation an accept asks for."""
         now = self._clock()
@@ -80,20 +79,7 @@ class Reactions:
                 ),
             ),
         )
-        self.hub.store.append(
-            SessionCreated(
-                "",
-                f"{primary:015d}",
-                None if verdict.reported <= 0 else str(verdict.reported),
-                nas,
-                None
-                if not subscriber.framed_ip
-                else socket.inet_ntoa(subscriber.framed_ip.to_bytes(4, "big")),
-                session_id,
-                now,
-            )
-        )
-        if verdict.effects & 1 and primary not in self._activating:  # Effect.ACTIVATE
+        if verdict.effects & Effect.ACTIVATE and primary not in self._activating:
             self._activating.add(primary)
             self._write(
                 SetStatus(self.sim_id(subscriber), Status.ACTIVE),
@@ -101,7 +87,7 @@ class Reactions:
             )
 
     def rejected(
-        self, subscriber: Subscriber, verdict: Verdict, raw_imeisv: bytes | None, nas: str | None
+        self, subscriber: Subscriber, verdict: Verdict, raw_imeisv: bytes | None, nas: bytes
     ) -> None:
         """Emit imeiLockRejected with the group's actions for a reject at the IMEI lock."""
         if verdict.reason not in LOCK_REASONS:
@@ -115,7 +101,7 @@ class Reactions:
             reported=verdict.reported,
             raw=raw_imeisv,
             lock=subscriber.lock,
-            nas=nas,
+            nas=describe_nas(nas),
             time=self._clock(),
         )
         if group is None or not group.on_imei_lock_rejected:

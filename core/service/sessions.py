@@ -14,20 +14,32 @@ Must not: import asyncio, the codec or the admin API.
 
 from __future__ import annotations
 
+import socket
 from typing import Final, NamedTuple
+
+_NAS_IP_ADDRESS: Final = 4
 
 
 class Session(NamedTuple):
     session_id: str
     imsi: int  # the IMSI the request used (primary or virtual)
     reported: int  # device identity reported (policy.imei: 0 not reported, -1 invalid)
-    nas: str | None
+    nas: bytes  # the NAS attribute as received (describe_nas formats it)
     framed_ip: int
     created: float  # unix time
     online: bool
 
 
 _new: Final = tuple.__new__
+
+
+def describe_nas(raw: bytes) -> str | None:
+    """Format a NAS attribute kept raw: NAS-IP-Address as dotted quad, NAS-Identifier as text."""
+    if len(raw) < 3:
+        return None
+    if raw[0] == _NAS_IP_ADDRESS and len(raw) == 6:
+        return socket.inet_ntoa(raw[2:6])
+    return raw[2:].decode("utf-8", "replace")
 
 
 class Sessions:
@@ -39,11 +51,9 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._by_sim)
 
-    def created(self, primary_imsi: int, session: Session) -> Session | None:
-        """Record a new session; return the one it replaces (the SIM reconnected)."""
-        previous = self._by_sim.get(primary_imsi)
+    def created(self, primary_imsi: int, session: Session) -> None:
+        """Record a new session (it replaces the SIM's previous one)."""
         self._by_sim[primary_imsi] = session
-        return previous
 
     def get(self, primary_imsi: int) -> Session | None:
         return self._by_sim.get(primary_imsi)

@@ -64,9 +64,7 @@ class Stats:
     def __init__(self) -> None:
         self.decisions: dict[Reason, int] = dict.fromkeys(Reason, 0)
         self.drops: dict[Drop, int] = dict.fromkeys(Drop, 0)
-        self.effects: dict[Effect, int] = dict.fromkeys(
-            (Effect.ACTIVATE, Effect.LOCK, Effect.ACTIVATE | Effect.LOCK), 0
-        )
+        self.effects: dict[int, int] = dict.fromkeys(Effect.NAMES, 0)
         self.replies: dict[int, int] = dict.fromkeys(map(int, Code), 0)
         self.duration_buckets = [0] * (len(DURATION_BOUNDS) + 1)  # the last one is +Inf
         self.duration_sum = 0.0

@@ -40,8 +40,13 @@ def primary_imsi(sim_id: str) -> int:
     return IMSI if sim_id == SIM else 440_100_000_000_000 + zlib.crc32(sim_id.encode()) % 10**9
 
 
-def key(sim_id: str) -> str:
-    return f"{primary_imsi(sim_id):015d}"
+def key(sim_id: str) -> int:
+    return primary_imsi(sim_id)
+
+
+def file(store: EventStore, event: ImeiLockRejected) -> None:
+    """File an event the way the hub does: under its SIM's primary IMSI."""
+    store.append(int(event.imsi), event)
 
 
 def rejected(sim_id: str = SIM, when: float = 1_700_000_000.0) -> ImeiLockRejected:
@@ -106,7 +111,7 @@ def test_reported_text(reason: str, reported: int, raw: bytes | None, expected: 
 def test_session_event_json(
     event_type: type[SessionCreated | SessionModified | SessionDeleted], name: str
 ) -> None:
-    event = event_type(SIM, "440101234567890", None, "nas-1", "10.1.2.3", "s-1", 2.5)
+    event = event_type(SIM, 440101234567890, 0, "nas-1", 0x0A010203, "s-1", 2.5)
     assert event.to_json() == {
         "event": name,
         "simId": SIM,
@@ -126,8 +131,8 @@ def test_store_lists_newest_first_with_limit() -> None:
     store = EventStore()
     events = [rejected(when=float(n)) for n in range(5)]
     for event in events:
-        store.append(event)
-    store.append(rejected("other", 9.0))
+        file(store, event)
+    file(store, rejected("other", 9.0))
     assert store.list(key(SIM), 3) == events[:1:-1]
     assert store.list(key(SIM), 100) == events[::-1]
     assert store.list(key(SIM), 0) == []
@@ -139,7 +144,7 @@ def test_store_total_capacity_evicts_oldest() -> None:
     a = [rejected("a", float(n)) for n in range(3)]
     b = [rejected("b", float(n)) for n in range(3, 6)]
     for event in (*a, *b):
-        store.append(event)
+        file(store, event)
     assert len(store) == 4
     assert store.list(key("a"), 10) == [a[2]]
     assert store.list(key("b"), 10) == b[::-1]
@@ -149,10 +154,10 @@ def test_store_per_sim_cap_frees_global_slots() -> None:
     store = EventStore(capacity=6, per_sim=3)
     quiet = [rejected("quiet", float(n)) for n in range(3)]
     for event in quiet:
-        store.append(event)
+        file(store, event)
     storm = [rejected("storm", float(n)) for n in range(10, 1_000)]
     for event in storm:
-        store.append(event)
+        file(store, event)
     # the storm keeps its own last 3 events and never pushes the quiet SIM's history out
     assert len(store) == 6
     assert store.list(key("storm"), 10) == storm[:-4:-1]
@@ -162,7 +167,7 @@ def test_store_per_sim_cap_frees_global_slots() -> None:
 def test_store_forgets_sims_without_events() -> None:
     store = EventStore(capacity=3, per_sim=3)
     for n in range(1_000):
-        store.append(rejected(f"sim-{n}", float(n)))
+        file(store, rejected(f"sim-{n}", float(n)))
     assert len(store) == 3
     assert len(store._by_sim) == 3
     assert [event.sim_id for event in store.list(key("sim-999"), 5)] == ["sim-999"]
