@@ -116,6 +116,9 @@ def _sim_routes(app: FastAPI, control: Control) -> None:
 
     @app.post("/v1/sims/set_imei_lock")
     async def lock_many(request: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+        unknown = set(request) - {"simIds", "allowUnreported"}
+        if unknown:  # an "imei" here would be ignored: each SIM takes its own session's
+            raise Refused(400, "invalid", f"unknown field {min(unknown)!r}", min(unknown))
         return await control.lock_many(request.get("simIds"), request.get("allowUnreported"))
 
     @app.post("/v1/sims/{sim_id}/set_imei_lock")

@@ -175,6 +175,9 @@ class Control:
             raise Refused(400, "invalid", f"simIds: a list of 1 to {MAX_PAGE} SIM ids", "simIds")
         if not all(isinstance(sim_id, str) for sim_id in sim_ids):
             raise Refused(400, "invalid", "simIds: every SIM id is a string", "simIds")
+        if allow_unreported is not None and not isinstance(allow_unreported, bool):
+            message = f"allowUnreported: {allow_unreported!r} is not true or false"
+            raise Refused(400, "invalid", message, "allowUnreported")
         results = []
         for sim_id in sim_ids:
             try:
