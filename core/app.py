@@ -234,12 +234,17 @@ class Server:
 
 async def run(config: Config) -> None:
     """Serve until SIGTERM or SIGINT."""
-    server = Server(config)
-    await server.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers first: a signal that arrives right after "ready" must find them in place.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    server = Server(config)
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
     try:
         await stopping.wait()
     finally:
