@@ -11,6 +11,7 @@ a remote simgate too).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -240,8 +241,16 @@ def _events(args: argparse.Namespace, api: AdminClient) -> int:
     rows = [("TIME", "EVENT", "DETAIL")]
     for event in body["events"]:
         detail = {k: v for k, v in event.items() if k not in ("time", "event", "simId")}
-        rows.append((str(event.get("time")), event["event"], json.dumps(detail, sort_keys=True)))
+        rows.append((_when(event.get("time")), event["event"], json.dumps(detail, sort_keys=True)))
     return _print(args, body, rows)
+
+
+def _when(seconds: object) -> str:
+    """Unix seconds as an ISO 8601 UTC time, for the human table."""
+    if not isinstance(seconds, int | float):
+        return str(seconds)
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _snapshot_compact(args: argparse.Namespace, api: AdminClient) -> int:
