@@ -6,6 +6,9 @@ secret, pre-keyed once (``Secret``) so a packet costs copies of hash states, not
 Invariants: comparisons of secret-derived values are constant-time (``hmac.compare_digest``),
 as the BlastRADIUS draft asks. Message-Authenticator is computed before the Response
 Authenticator and placed first in every Access-* reply (RFC 3579 §3.2, BlastRADIUS).
+``Secret``, ``verify_message_authenticator`` and ``sign_reply`` are the C versions of
+``core.radius._speedups`` when it is built (core/radius/native.py), else the ``*_python``
+definitions below, which are the specification both follow.
 
 Must not: import asyncio, socket, time, logging or metrics.
 """
@@ -15,6 +18,9 @@ from __future__ import annotations
 from hmac import compare_digest
 from typing import TYPE_CHECKING, Final
 
+from core.radius.codes import HEADER_LEN
+from core.radius.native import speedups
+
 if TYPE_CHECKING:
     from hashlib import md5
 else:
@@ -22,7 +28,6 @@ else:
         from _md5 import md5  # zeroes a context per digest (bench/micro.py, callgrind)
     except ImportError:  # a CPython built without its MD5 module
         from hashlib import md5
-from core.radius.codes import HEADER_LEN
 
 ZERO16: Final = bytes(16)
 #: A Message-Authenticator attribute with its value zeroed, as it is while the HMAC is computed.
@@ -30,7 +35,7 @@ MA_PLACEHOLDER: Final = b"\x50\x12" + ZERO16
 _MA_TYPE: Final = 80
 
 
-class Secret:
+class PythonSecret:
     """A client's shared secret with its HMAC-MD5 inner and outer states computed once.
 
     HMAC (RFC 2104) of a message is MD5(K^opad || MD5(K^ipad || message)); the two keyed prefix
@@ -56,7 +61,9 @@ class Secret:
         return outer.digest()
 
 
-def verify_message_authenticator(data: bytes, length: int, ma_offset: int, secret: Secret) -> bool:
+def verify_message_authenticator_python(
+    data: bytes, length: int, ma_offset: int, secret: Secret
+) -> bool:
     """Check a request's Message-Authenticator (attribute header at ``ma_offset``).
 
     The HMAC covers the packet as received with the Message-Authenticator value zeroed
@@ -76,7 +83,7 @@ def verify_accounting_authenticator(data: bytes, length: int, secret: Secret) ->
     return compare_digest(expected, data[4:HEADER_LEN])
 
 
-def sign_reply(
+def sign_reply_python(
     code: int,
     identifier: int,
     request_authenticator: bytes,
@@ -100,6 +107,18 @@ def sign_reply(
         head = bytes((code, identifier, length >> 8, length & 0xFF))
     response = md5(head + request_authenticator + attributes + secret.value).digest()
     return head + response + attributes
+
+
+if TYPE_CHECKING or speedups is None:
+    Secret = PythonSecret
+    verify_message_authenticator = verify_message_authenticator_python
+    sign_reply = sign_reply_python
+else:
+    # perf: the C functions are the module's names themselves, no Python frame around them
+    # (bench/micro.py, callgrind). Every Secret is then the C type, which they require.
+    Secret = speedups.Secret
+    verify_message_authenticator = speedups.verify_message_authenticator
+    sign_reply = speedups.sign_reply
 
 
 def verify_reply(reply: bytes, request_authenticator: bytes, secret: Secret) -> bool:

@@ -7,6 +7,8 @@ pass so no value is copied until the caller asks for it.
 Invariants:
 - ``parse`` returns a ``Packet`` or raises ``MalformedPacket``; no other exception escapes for any
   input (tests/radius/test_wire.py checks this with hypothesis).
+- ``parse`` is the C walk of ``core.radius._speedups`` when it is built (core/radius/native.py),
+  else ``parse_python``; ``parse_python`` is the specification both follow.
 - Values are sliced from the original ``bytes`` only on demand; octets past Length are padding.
 - The first occurrence of an attribute is the one ``value`` returns; Proxy-State keeps all of
   them, in order, because they must be echoed (RFC 2865 §5.33).
@@ -16,9 +18,10 @@ Must not: import asyncio, socket, time, logging, metrics, the store or the polic
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from core.radius.codes import HEADER_LEN, KNOWN_CODES, MAX_LEN, Drop, MalformedPacket
+from core.radius.native import extension, speedups
 
 _VSA: Final = 26
 _PROXY_STATE: Final = 33
@@ -69,8 +72,8 @@ class Packet(NamedTuple):
 _new_packet: Final = tuple.__new__
 
 
-def parse(data: bytes, indexed_vendor: int | None = None) -> Packet:
-    """Check a datagram's structure and index its attributes.
+def parse_python(data: bytes, indexed_vendor: int | None = None) -> Packet:
+    """Check a datagram's structure and index its attributes (the pure-Python walk).
 
     The sub-attributes of ``indexed_vendor`` (3GPP for simgate) are recorded under
     ``vendor_key``; that vendor's data must follow the RFC 2865 §5.26 layout. Other vendors'
@@ -150,6 +153,31 @@ def parse(data: bytes, indexed_vendor: int | None = None) -> Packet:
             data,
         ),
     )
+
+
+if extension is not None:
+    # The C walk raises with these and needs no imports of its own; configured even under
+    # SIMGATE_PURE_PYTHON=1, so that tests/radius/test_speedups.py can compare it with ours.
+    extension.configure(
+        packet=Packet,
+        malformed=MalformedPacket,
+        fallback=parse_python,
+        known_codes=KNOWN_CODES,
+        too_short=Drop.TOO_SHORT,
+        bad_length=Drop.BAD_LENGTH,
+        truncated=Drop.TRUNCATED,
+        unknown_code=Drop.UNKNOWN_CODE,
+        bad_attribute=Drop.BAD_ATTRIBUTE,
+        ma_duplicate=Drop.MA_DUPLICATE,
+    )
+# mypy reads only the first branch, so ``parse`` keeps parse_python's signature (a ternary
+# would make it Any).
+if TYPE_CHECKING or speedups is None:  # noqa: SIM108
+    parse = parse_python
+else:
+    # perf: the C walk is the module's ``parse`` itself, with no Python frame around it
+    # (bench/micro.py, callgrind); it hands bytearrays and odd vendor ids to parse_python.
+    parse = speedups.parse
 
 
 def encode_attribute(kind: int, value: bytes) -> bytes:

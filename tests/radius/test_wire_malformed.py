@@ -3,7 +3,8 @@
 One table of datagrams and the ``Drop`` each earns, named like the comments of FreeRADIUS
 ``src/tests/unit/protocols/radius/errors.txt``; every datagram is parsed with 3GPP sub-attributes
 indexed, as simgate does. Then the near misses: padding, unknown attributes and foreign VSAs
-are carried, not errors.
+are carried, not errors. Every test runs with the pure-Python walk and with the C one
+(the ``parse`` fixture, tests/radius/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from core.radius.codes import Drop, MalformedPacket
-from core.radius.wire import encode_attribute, encode_packet, iter_attributes, parse, vendor_key
+from core.radius.wire import encode_attribute, encode_packet, iter_attributes, vendor_key
+from tests.radius.conftest import Parse
 from tests.vectors.rfc2865 import RFC2865_7_1_ACCESS_REQUEST, packet
 
 VENDOR_3GPP = 10415
@@ -90,7 +92,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("hex_text", "drop"), MALFORMED)
-def test_malformed_datagram_is_dropped(hex_text: str, drop: Drop) -> None:
+def test_malformed_datagram_is_dropped(parse: Parse, hex_text: str, drop: Drop) -> None:
     with pytest.raises(MalformedPacket) as caught:
         parse(bytes.fromhex(hex_text), VENDOR_3GPP)
 
@@ -98,7 +100,7 @@ def test_malformed_datagram_is_dropped(hex_text: str, drop: Drop) -> None:
     assert str(caught.value) == drop.value
 
 
-def test_octets_past_length_are_padding() -> None:
+def test_octets_past_length_are_padding(parse: Parse) -> None:
     # "Octets outside the range of the Length field MUST be treated as padding and ignored on
     # reception." (RFC 2865 §3) The padding here would be a broken attribute if it were read.
     data = packet(RFC2865_7_1_ACCESS_REQUEST)
@@ -110,7 +112,7 @@ def test_octets_past_length_are_padding() -> None:
     assert iter_attributes(data + b"\x01\x00\xff") == iter_attributes(data)
 
 
-def test_padding_after_a_4096_octet_packet_is_ignored() -> None:
+def test_padding_after_a_4096_octet_packet_is_ignored(parse: Parse) -> None:
     attributes = b"".join(encode_attribute(200, bytes(253)) for _ in range(15))
     attributes += encode_attribute(200, bytes(4096 - 20 - len(attributes) - 2))
     data = encode_packet(1, 0, bytes(16), attributes)
@@ -119,7 +121,7 @@ def test_padding_after_a_4096_octet_packet_is_ignored() -> None:
 
 
 @pytest.mark.parametrize("kind", [17, 21, 192, 241, 255], ids=lambda kind: f"type {kind}")
-def test_unknown_attribute_is_carried(kind: int) -> None:
+def test_unknown_attribute_is_carried(parse: Parse, kind: int) -> None:
     # "A RADIUS server MAY ignore Attributes with an unknown Type." (RFC 2865 §5)
     data = bytes.fromhex(f"01 00 00 1d {AUTH} 01 06 6e 65 6d 6f") + bytes((kind, 3, 0x2A))
     data = data[:2] + len(data).to_bytes(2, "big") + data[4:]
@@ -140,7 +142,7 @@ def test_unknown_attribute_is_carried(kind: int) -> None:
     ],
     ids=["cisco, sub-attribute length 0", "cisco, overflow", "microsoft, lone octet"],
 )
-def test_garbage_inside_a_foreign_vsa_is_ignored(vsa_hex: str) -> None:
+def test_garbage_inside_a_foreign_vsa_is_ignored(parse: Parse, vsa_hex: str) -> None:
     # "A server that does not understand a VSA MUST ignore it" (RFC 2865 §5.26, paraphrased in
     # REFERENCE §1.5): only 3GPP's layout is read.
     vsa = bytes.fromhex(vsa_hex)
@@ -154,7 +156,7 @@ def test_garbage_inside_a_foreign_vsa_is_ignored(vsa_hex: str) -> None:
     assert parsed.value(vendor_key(9, 1)) is None
 
 
-def test_garbage_inside_a_3gpp_vsa_is_ignored_when_3gpp_is_not_indexed() -> None:
+def test_garbage_inside_a_3gpp_vsa_is_ignored_when_3gpp_is_not_indexed(parse: Parse) -> None:
     data = bytes.fromhex(f"01 00 00 1e {AUTH} 1a 0a 00 00 28 af 01 00 30 30")
 
     parsed = parse(data)
@@ -173,7 +175,9 @@ def test_garbage_inside_a_3gpp_vsa_is_ignored_when_3gpp_is_not_indexed() -> None
     ],
     ids=["length 3", "length 4", "length 5", "length 6"],
 )
-def test_vsa_too_short_for_sub_attributes_is_carried(attributes_hex: str, kind: int) -> None:
+def test_vsa_too_short_for_sub_attributes_is_carried(
+    parse: Parse, attributes_hex: str, kind: int
+) -> None:
     # A Vendor-Specific too short to hold a sub-attribute, followed by octets that complete
     # the 3GPP vendor id (00 00 28 af): they belong to the next attribute, not to 3GPP.
     attributes = bytes.fromhex(attributes_hex)
