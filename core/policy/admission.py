@@ -105,7 +105,7 @@ def chap_ok(request: AdmissionRequest, group: Group) -> bool:
 def decide(request: AdmissionRequest, table: TableView) -> Verdict:
     """Decide one Access-Request (DESIGN §2 steps 2-7); the first step that decides wins."""
     raw_imsi = request.imsi
-    if raw_imsi is None or not imei.is_imsi(raw_imsi):  # step 2
+    if raw_imsi is None or len(raw_imsi) != 15 or not raw_imsi.isdigit():  # step 2 (is_imsi)
         return REJECT_IMSI_INVALID
     subscriber = table.find(int(raw_imsi))  # step 3
     if subscriber is None:

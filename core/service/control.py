@@ -117,7 +117,7 @@ class Control:
                     session.reported,
                     describe_nas(session.nas),
                     session.framed_ip,
-                    session.session_id,
+                    f"{session.session_id:016x}",
                     session.created,
                 )
             )
@@ -265,7 +265,7 @@ def _session_view(session: Session) -> dict[str, Any]:
     reported = session.reported
     return {
         "online": session.online,
-        "sessionId": session.session_id,
+        "sessionId": f"{session.session_id:016x}",
         "imsi": f"{session.imsi:015d}",
         "imei": imei.format_identity(reported) if reported > 0 else None,
         "imeiReported": reported > 0,

@@ -105,8 +105,10 @@ class Pipeline:
         #: asks the transport to schedule the delayed-reject timer
         self.wake: Callable[[], None] | None = None
         self._clock: Callable[[], float] = time.perf_counter
-        self._boot = int.from_bytes(os.urandom(4), "big")
-        self._sessions = 0
+        # Session ids: a random 32-bit boot id, then a counter, so they never repeat across
+        # restarts; Class is "simgate:<primary IMSI>:<session id as 16 hex digits>".
+        self._sessions = int.from_bytes(os.urandom(4), "big") << 32
+        self._class_prefix = bytes((handles.class_, 2 + 40)) + b"simgate:"
 
     def handle(self, data: bytes, address: Address, now: float) -> bytes | None:
         """Process one datagram; return the reply to send now, or None."""
@@ -214,17 +216,15 @@ class Pipeline:
 
                 reactions.lock_on_first_connect(subscriber, verdict.reported, resume)
                 return None
-            self._sessions += 1
+            self._sessions = session = self._sessions + 1
             # Class identifies the session and the SIM (by its primary IMSI); the NAS echoes it
-            # in accounting (RFC 2865 §5.25).
-            session = b"%08x%08x" % (self._boot, self._sessions)
-            value = b"simgate:%015d:%s" % (subscriber.primary_imsi, session)
-            attributes = bytes((self._class_header, len(value) + 2)) + value
+            # in accounting (RFC 2865 §5.25). Its length is fixed, so its header is prebuilt.
+            attributes = self._class_prefix + b"%015d:%016x" % (subscriber.primary_imsi, session)
             if subscriber.framed_ip:
                 attributes += self._framed_ip_header + subscriber.framed_ip.to_bytes(4, "big")
             code = _ACCEPT
             if reactions is not None:
-                reactions.accepted(subscriber, verdict, session.decode(), self._nas(packet))
+                reactions.accepted(subscriber, verdict, session, self._nas(packet))
         else:
             attributes = self._reject_attributes[verdict.reason]
             code = _REJECT

@@ -59,7 +59,7 @@ class Reactions:
     # -- called by the pipeline ------------------------------------------------------------
 
     def accepted(
-        self, subscriber: Subscriber, verdict: Verdict, session_id: str, nas: bytes
+        self, subscriber: Subscriber, verdict: Verdict, session_id: int, nas: bytes
     ) -> None:
         """Record the SIM's new session; start the activation an accept asks for."""
         now = self._clock()

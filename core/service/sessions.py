@@ -21,7 +21,7 @@ _NAS_IP_ADDRESS: Final = 4
 
 
 class Session(NamedTuple):
-    session_id: str
+    session_id: int  # shown as 16 hex digits, as in Class
     imsi: int  # the IMSI the request used (primary or virtual)
     reported: int  # device identity reported (policy.imei: 0 not reported, -1 invalid)
     nas: bytes  # the NAS attribute as received (describe_nas formats it)
