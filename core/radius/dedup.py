@@ -47,18 +47,34 @@ class ReplyCache:
 
         Returns ``IN_PROGRESS`` (empty bytes) for a duplicate of a request not answered yet.
         """
+        cached = self.lookup(key, authenticator, now)
+        if cached is None:
+            self.store(key, authenticator, IN_PROGRESS, now)
+        return cached
+
+    def lookup(self, key: Key, authenticator: bytes, now: float) -> bytes | None:
+        """Return the cached reply (or ``IN_PROGRESS``) of a retransmission, None for a new
+        request; a new authenticator on the key purges the old entry.
+
+        A caller that answers synchronously (no other datagram can be handled before it is
+        done) may skip registering and ``store`` the reply right away.
+        """
         entries = self._entries
         entry = entries.get(key)
         if entry is not None:
             if entry[0] == authenticator and entry[2] > now:
                 return entry[1]
             del entries[key]  # a new request on the same identifier purges the old one
-        elif len(entries) >= self.capacity:
+        return None
+
+    def store(self, key: Key, authenticator: bytes, reply: bytes, now: float) -> None:
+        """Cache ``reply`` (or ``IN_PROGRESS``) for a request, keeping the cache bounded."""
+        entries = self._entries
+        if len(entries) >= self.capacity and key not in entries:
             self.expire(now)
             if len(entries) >= self.capacity:
                 del entries[next(iter(entries))]
-        entries[key] = (authenticator, IN_PROGRESS, now + self.ttl)
-        return None
+        entries[key] = (authenticator, reply, now + self.ttl)
 
     def finish(self, key: Key, authenticator: bytes, reply: bytes, now: float) -> None:
         """Store the reply sent for a request registered with ``begin``."""

@@ -50,6 +50,7 @@ class Reactions:
         self._live = live
         self._commit = commit
         self.sessions = sessions
+        self._sessions = sessions.by_sim
         self.hub = hub
         self._clock = clock  # wall clock (unix seconds) for sessions and events
         self._sim_ids: dict[int, str] = {}  # primary IMSI -> simId, bounded
@@ -62,23 +63,17 @@ class Reactions:
         self, subscriber: Subscriber, verdict: Verdict, session_id: int, nas: bytes
     ) -> None:
         """Record the SIM's new session; start the activation an accept asks for."""
-        now = self._clock()
         primary = subscriber.primary_imsi
-        self.sessions.created(
-            primary,
-            _new(
-                Session,
-                (
-                    session_id,
-                    subscriber.imsi,
-                    verdict.reported,
-                    nas,
-                    subscriber.framed_ip,
-                    now,
-                    True,
-                ),
-            ),
+        session = (
+            session_id,
+            subscriber.imsi,
+            verdict.reported,
+            nas,
+            subscriber.framed_ip,
+            self._clock(),
+            True,
         )
+        self._sessions[primary] = _new(Session, session)  # perf: Sessions.created, inlined
         if verdict.effects & Effect.ACTIVATE and primary not in self._activating:
             self._activating.add(primary)
             self._write(

@@ -46,26 +46,26 @@ class Sessions:
     """The latest session of each SIM, by primary IMSI."""
 
     def __init__(self) -> None:
-        self._by_sim: dict[int, Session] = {}
+        self.by_sim: dict[int, Session] = {}
 
     def __len__(self) -> int:
-        return len(self._by_sim)
+        return len(self.by_sim)
 
     def created(self, primary_imsi: int, session: Session) -> None:
         """Record a new session (it replaces the SIM's previous one)."""
-        self._by_sim[primary_imsi] = session
+        self.by_sim[primary_imsi] = session
 
     def get(self, primary_imsi: int) -> Session | None:
-        return self._by_sim.get(primary_imsi)
+        return self.by_sim.get(primary_imsi)
 
     def online(self) -> int:
-        return sum(1 for session in self._by_sim.values() if session.online)
+        return sum(1 for session in self.by_sim.values() if session.online)
 
     def end(self, primary_imsi: int) -> Session | None:
         """Mark the SIM's session offline (disconnect, Accounting-Stop); return it."""
-        session = self._by_sim.get(primary_imsi)
+        session = self.by_sim.get(primary_imsi)
         if session is None or not session.online:
             return None
         ended = session._replace(online=False)
-        self._by_sim[primary_imsi] = ended
+        self.by_sim[primary_imsi] = ended
         return ended
