@@ -17,6 +17,7 @@ Must not: import the RADIUS codec or the admin API.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -52,23 +53,25 @@ class CommitLoop:
         self._live = live  # the current live table (it is swapped by compaction)
         self._always = always
         self._on_applied = on_applied
-        self._pending: list[tuple[int, Any, asyncio.Future[int]]] = []
+        self._pending: deque[tuple[Any, asyncio.Future[int]]] = deque()
         self._wakeup = asyncio.Event()
-        self._lock = asyncio.Lock()  # sync() and compaction's rotate() never overlap
+        self._lock = asyncio.Lock()  # a batch's sync and compaction's rotate() never overlap
         self.commits = 0  # fsyncs done
         self.records = 0  # records made durable
         self.last_durable = 0
 
     def submit(self, command: Any) -> asyncio.Future[int]:
-        """Check, journal and schedule a write; the future resolves with its seq once durable.
+        """Check and schedule a write; the future resolves with its seq once durable.
+
+        The future fails with the check's error if, by the time its batch is formed, an earlier
+        write made it unacceptable (e.g. terminate, then activate, both in flight).
 
         Raises:
             whatever ``check`` raises for an invalid command (nothing is journaled then).
         """
-        command = self._live().check(command)  # the canonical form is what is journaled
-        seq = self._journal.append(command.to_json())
+        self._live().check(command)  # refuse the plainly wrong at once
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((seq, command, future))
+        self._pending.append((command, future))
         self._wakeup.set()
         return future
 
@@ -83,10 +86,9 @@ class CommitLoop:
         """Make every write submitted so far durable and apply it."""
         async with self._lock:
             while self._pending:
-                if self._always:
-                    batch, self._pending = self._pending[:1], self._pending[1:]
-                else:
-                    batch, self._pending = self._pending, []
+                batch = self._form_batch()
+                if not batch:
+                    continue
                 try:
                     await asyncio.to_thread(self._journal.sync)
                 except OSError as error:
@@ -105,7 +107,50 @@ class CommitLoop:
                     if not future.done():
                         future.set_result(seq)
 
+    def _form_batch(self) -> list[tuple[int, Any, asyncio.Future[int]]]:
+        """Check and journal the next writes that can share one fsync.
+
+        Each write is checked against the table as every earlier write left it: a batch holds
+        at most one write per SIM (or group), and the next write to it waits for the next
+        batch, when the earlier one is applied. ``fsync = "always"``: one write per batch.
+        """
+        live = self._live()
+        batch: list[tuple[int, Any, asyncio.Future[int]]] = []
+        touched: set[str] = set()
+        pending = self._pending
+        while pending and not (self._always and batch):
+            command, future = pending[0]
+            keys = _keys(command)
+            if touched & keys:
+                break
+            pending.popleft()
+            try:
+                command = live.check(command)  # the canonical form is what is journaled
+            except Exception as error:  # noqa: BLE001 - the caller gets the check's refusal
+                if not future.done():
+                    future.set_exception(error)
+                continue
+            batch.append((self._journal.append(command.to_json()), command, future))
+            touched |= keys
+        return batch
+
     @property
     def lock(self) -> asyncio.Lock:
         """Held while a batch is synced; compaction takes it to rotate the journal."""
         return self._lock
+
+
+def _keys(command: Any) -> set[str]:
+    """What a write touches, for keeping two writes to one thing out of one batch."""
+    document = getattr(command, "document", None)
+    if isinstance(document, dict):
+        if "simId" in document:
+            imsis = [document.get("imsi")]
+            imsis += [
+                sub.get("imsi")
+                for sub in document.get("virtualSubscribers") or ()
+                if isinstance(sub, dict)
+            ]
+            return {f"sim:{document['simId']}", *(f"imsi:{imsi}" for imsi in imsis)}
+        return {f"group:{document.get('groupId')}"}
+    return {f"sim:{getattr(command, 'sim_id', '')}"}

@@ -95,7 +95,8 @@ class Compactor:
         async with self._running:
             started = time.monotonic()
             async with self._commit.lock:
-                upto = self._journal.rotate() - 1  # every record <= upto is durable and applied
+                # every record <= upto is durable and applied; the fsync runs off the loop
+                upto = await asyncio.to_thread(self._journal.rotate) - 1
             if upto <= self._live().base.seq:
                 path = self._live().base.path
                 return upto, path if path is not None else self.data_dir

@@ -25,7 +25,7 @@ from core.policy.verdict import Effect, Reason, Verdict
 from core.service.commit import CommitLoop
 from core.service.events import EventHub, imei_lock_rejected
 from core.service.sessions import Session, Sessions, describe_nas
-from core.store.commands import SetLock, SetStatus
+from core.store.commands import CommandError, SetLock, SetStatus
 from core.store.live import LiveTable
 from core.store.records import Status, Subscriber
 
@@ -148,9 +148,11 @@ class Reactions:
             return
 
         def finished(future: asyncio.Future[int]) -> None:
-            failed = future.cancelled() or future.exception() is not None
-            if failed:
-                log.error("write_failed", command=type(command).__name__)
-            done(not failed)
+            error = None if future.cancelled() else future.exception()
+            if isinstance(error, CommandError):  # refused when its batch formed (a race lost)
+                log.debug("write_refused", command=type(command).__name__)
+            elif future.cancelled() or error is not None:
+                log.error("write_failed", command=type(command).__name__, error=str(error))
+            done(not future.cancelled() and error is None)
 
         future.add_done_callback(finished)

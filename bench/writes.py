@@ -1,0 +1,709 @@
+"""Write-path benchmarks: acknowledged API writes per second, and the hot path beside writes.
+
+**api**: ``simgate serve`` on the scenario's snapshot (a private, hard-linked copy of
+``bench/.cache/data-<size>``; the server writes its journal there), pinned to CPU 0, with
+``store.fsync = "batch"`` (group commit) and then ``"always"``. ``--clients`` connections on
+CPU 1 each send ``POST /v1/sims/{simId}/set_imei_lock`` with a fresh IMEI, one request at a time
+(closed loop), every SIM written once. A write counts when its ``200`` (with the IMEI in the body)
+is back: by then it is in the journal and fsynced. Prints writes/s and p50/p99 latency, and the
+server's CPU time per write.
+
+**hotpath**: in this process, pinned to CPU 0: ``Pipeline.handle`` on pre-built Access-Requests
+(as bench/micro.py) against a ``LiveTable`` opened with ``open_live()``, in four modes:
+
+    read-only                   no writes
+    writes                      every ~1 ms a SetLock is checked, journaled and applied
+                                (LiveTable.check/apply, in the decision thread, between
+                                packets); a thread fsyncs the journal, as the commit loop does
+    writes+compaction           as "writes", with ``python -m core.store.recovery compact``
+                                running back to back in a child process on CPU 1
+    writes+compaction-same-cpu  the same with the child on CPU 0, beside the decisions (what
+                                happens when the server is pinned to one CPU with taskset: its
+                                compaction child inherits the pinning)
+
+The SetLocks rewrite locks as they are (same identity and flag), so every verdict stays what
+the scenario expects and is checked again at the end. Each mode runs ``--repeats`` times, each
+run right after a read-only run; the ratio reported is the median over the runs of (the run's
+rate / the read-only run just before it), which cancels most of the drift of a shared machine
+(target: >= 0.90); the ratio of the medians is printed beside it. GC stays on, as in the server
+(micro.py turns it off).
+
+The machine has two CPUs and is shared: before each run the benchmark waits (``--settle``) for
+other processes to go quiet; during a hot-path run it records the time other processes took
+from CPU 0 (``stolenPercent``) and their CPU use anywhere (``otherCpuPercent``). A run with
+either high is "disturbed", and the ratio is also given over the pairs where neither run was.
+
+    .venv/bin/python bench/writes.py [--size 1m] [--only api|hotpath] [--seconds 4] [--repeats 5]
+
+Writes one JSON result under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.micro import check, environment
+from bench.scenarios import CACHE, LOCK_BASE, SECRET, SIZES, build_packets, data_dir
+from core.config import from_mapping
+from core.radius import dictionary
+from core.service.clients import Clients
+from core.service.pipeline import Pipeline
+from core.service.stats import Stats
+from core.store.commands import SetLock
+from core.store.journal import JournalWriter
+from core.store.live import LiveTable
+from core.store.recovery import open_live, prune_snapshots
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+RESULTS: Final = Path(__file__).resolve().parent / "results"
+TOKEN: Final = "bench-token-0123456789abcdef"
+SERVER_CPU: Final = 0
+CLIENT_CPU: Final = 1
+IMEI_BASE: Final = 36_000_000_000_000
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+MODES: Final = ("read-only", "writes", "writes+compaction", "writes+compaction-same-cpu")
+CPUS: Final = frozenset(os.sched_getaffinity(0))  # before this process pins itself
+NOISY: Final = 15.0  # % of a CPU used by other processes: wait before measuring
+STOLEN: Final = 3.0  # % of a hot-path run that other processes took from CPU 0: disturbed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="1m")
+    parser.add_argument("--only", choices=("api", "hotpath"), default=None)
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP connections")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--warmup", type=float, default=1.0, help="api: not counted")
+    parser.add_argument("--repeats", type=int, default=5, help="median of this many")
+    parser.add_argument("--packets", type=int, default=100_000, help="hotpath: requests built")
+    parser.add_argument("--interval", type=float, default=0.001, help="hotpath: s between writes")
+    parser.add_argument(
+        "--settle", type=float, default=10.0, help="s to wait for other processes to go quiet"
+    )
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args()
+
+    source = data_dir(args.size)
+    CACHE.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="writes-", dir=CACHE))  # same file system: hard links
+    result: dict[str, Any] = {"benchmark": "writes", "size": args.size, **environment()}
+    try:
+        result["fsync"] = fsync_latency(workdir)
+        print(
+            f"fsync on this disk: p50 {result['fsync']['p50Microseconds']:.0f} µs, "
+            f"p99 {result['fsync']['p99Microseconds']:.0f} µs"
+        )
+        if args.only in (None, "api"):
+            result["api"] = api_benchmark(args, source, workdir)
+        if args.only in (None, "hotpath"):
+            result["hotpath"] = hotpath_benchmark(args, source, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"writes-{args.size}-{int(time.time())}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+# -- shared ----------------------------------------------------------------------------------
+
+
+def private_copy(source: Path, target: Path) -> Path:
+    """The scenario's snapshots hard-linked (or copied) into a data directory of our own."""
+    shutil.rmtree(target, ignore_errors=True)
+    for path in source.rglob("*.sgs"):
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, destination)  # a snapshot never changes once it has its name
+        except OSError:
+            shutil.copy2(path, destination)
+    return target
+
+
+def fsync_latency(workdir: Path, count: int = 200) -> dict[str, float]:
+    """p50/p99 of a 200-octet append + fsync in the benchmark's directory."""
+    samples = []
+    handle = os.open(workdir / "fsync.probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(count):
+            begin = time.perf_counter()
+            os.write(handle, b"x" * 200)
+            os.fsync(handle)
+            samples.append(time.perf_counter() - begin)
+    finally:
+        os.close(handle)
+    samples.sort()
+    return {
+        "p50Microseconds": round(samples[len(samples) // 2] * 1e6, 1),
+        "p99Microseconds": round(samples[int(len(samples) * 0.99)] * 1e6, 1),
+    }
+
+
+class OtherCpu:
+    """CPU time used by every process but ours (and our children) between start and stop."""
+
+    def __init__(self, exclude: set[int]) -> None:
+        self.exclude = exclude
+        self._ticks = self._read()
+        self._started = time.monotonic()
+
+    def percent(self) -> float:
+        now = self._read()
+        used = sum(now[pid] - self._ticks.get(pid, 0) for pid in now)
+        return round(100 * used / CLOCK_TICKS / (time.monotonic() - self._started), 1)
+
+    def _read(self) -> dict[int, int]:
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in self.exclude:
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) in self.exclude:  # a child of ours (a compaction)
+                continue
+            found[int(entry.name)] = int(fields[11]) + int(fields[12])
+        return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """Seconds on a CPU of every thread of ``pid`` (schedstat, exact)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def pinned(command: list[str], cpu: int) -> list[str]:
+    if shutil.which("taskset") and cpu in CPUS:
+        return ["taskset", "-c", str(cpu), *command]
+    return command
+
+
+def pin_self(cpu: int) -> None:
+    os.sched_setaffinity(0, {cpu} if cpu in CPUS else CPUS)
+
+
+def settle(limit: float, threshold: float = NOISY) -> float | None:
+    """Wait up to ``limit`` s until other processes use < ``threshold`` % of a CPU (over 0.5 s).
+
+    Returns their last figure when they never did, else None.
+    """
+    deadline = time.monotonic() + limit
+    while True:
+        others = OtherCpu({os.getpid()})
+        time.sleep(0.5)
+        busy = others.percent()
+        if busy < threshold:
+            return None
+        if time.monotonic() >= deadline:
+            print(f"  WARNING other processes use {busy:.0f}% of a CPU: measuring anyway")
+            return busy
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    return samples[min(len(samples) - 1, int(len(samples) * fraction))]
+
+
+# -- api: acknowledged writes per second -----------------------------------------------------
+
+
+class Server:
+    """``simgate serve`` on CPU 0 over a private data directory, its log in a file."""
+
+    def __init__(self, workdir: Path, source: Path, fsync: str) -> None:
+        self.data = private_copy(source, workdir / "data")
+        config = workdir / "simgate.toml"
+        config.write_text(
+            "[radius]\n"
+            'listen = "127.0.0.1"\nauth_port = 0\nacct_port = 0\n'
+            f"[store]\ndata_dir = {json.dumps(str(self.data))}\n"
+            f'fsync = "{fsync}"\ncompact_after_records = 100000000\n'
+            "compact_after_seconds = 86400.0\n"
+            f'[http]\nlisten = "127.0.0.1"\nport = 0\ntoken = "{TOKEN}"\n'
+            '[log]\nlevel = "info"\nformat = "json"\n'
+        )
+        self.log = workdir / "server.log"
+        command = [sys.executable, "-m", "core.cli", "serve", "--config", str(config)]
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(
+                pinned(command, SERVER_CPU),
+                cwd=ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self.port = self._wait_ready()
+
+    def _wait_ready(self, limit: float = 120.0) -> int:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            for line in self.log.read_text(errors="replace").splitlines():
+                if '"ready"' in line:
+                    return int(json.loads(line)["http_port"])
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited: {self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        self.stop()
+        raise SystemExit(f"the server was not ready in {limit:.0f} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def api_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> dict[str, Any]:
+    pin_self(CLIENT_CPU)
+    sims = SIZES[args.size]
+    runs: dict[str, list[dict[str, Any]]] = {"batch": [], "always": []}
+    for repeat in range(args.repeats):
+        for fsync in runs:
+            directory = workdir / f"api-{fsync}-{repeat}"
+            directory.mkdir()
+            settle(args.settle)
+            server = Server(directory, source, fsync)
+            try:
+                point = asyncio.run(drive(server, args.clients, sims, args.warmup, args.seconds))
+            finally:
+                server.stop()
+                shutil.rmtree(directory, ignore_errors=True)
+            runs[fsync].append(point)
+            print(
+                f"  api fsync={fsync:6} run {repeat + 1}: {point['writesPerSecond']:7,.0f} "
+                f"writes/s, p50 {point['p50Milliseconds']:.2f} ms, "
+                f"p99 {point['p99Milliseconds']:.2f} ms, server CPU "
+                f"{point['serverCpuPercent']:.0f}% ({point['serverCpuMicrosecondsPerWrite']:.0f} "
+                f"µs/write), client CPU {point['clientCpuPercent']:.0f}%, "
+                f"others {point['otherCpuPercent']:.0f}% CPU"
+            )
+    summary: dict[str, Any] = {"clients": args.clients, "seconds": args.seconds, "runs": runs}
+    for fsync, points in runs.items():
+        best = sorted(points, key=lambda point: point["writesPerSecond"])
+        median = best[len(best) // 2]
+        summary[fsync] = {
+            key: median[key]
+            for key in (
+                "writesPerSecond",
+                "p50Milliseconds",
+                "p99Milliseconds",
+                "serverCpuPercent",
+                "serverCpuMicrosecondsPerWrite",
+            )
+        }
+        print(
+            f"api writes, {sims:,} SIMs, {args.clients} clients, fsync={fsync}: "
+            f"{median['writesPerSecond']:,.0f} acknowledged writes/s (median of {len(points)}), "
+            f"p50 {median['p50Milliseconds']:.2f} ms, p99 {median['p99Milliseconds']:.2f} ms"
+        )
+    return summary
+
+
+async def drive(
+    server: Server, clients: int, sims: int, warmup: float, seconds: float
+) -> dict[str, Any]:
+    """``clients`` keep-alive connections, closed loop; return the measured point."""
+    latencies: list[float] = []
+    counts = [0, 0]  # sent, acknowledged in the window
+    start = time.perf_counter()
+    window = (start + warmup, start + warmup + seconds)
+    tasks = [
+        asyncio.create_task(one_client(server.port, range(n, sims, clients), window, latencies))
+        for n in range(clients)
+    ]
+    await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+    cpu_before = cpu_seconds(server.process.pid)
+    client_before = cpu_seconds(os.getpid())
+    others = OtherCpu({os.getpid(), server.process.pid})
+    await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+    cpu_used = cpu_seconds(server.process.pid) - cpu_before
+    client_used = cpu_seconds(os.getpid()) - client_before
+    other_percent = others.percent()
+    for sent, acked in await asyncio.gather(*tasks):
+        counts[0] += sent
+        counts[1] += acked
+    latencies.sort()
+    acked = len(latencies)
+    return {
+        "sent": counts[0],
+        "acknowledgedInWindow": acked,
+        "writesPerSecond": round(acked / seconds),
+        "p50Milliseconds": round(percentile(latencies, 0.5) * 1e3, 3),
+        "p99Milliseconds": round(percentile(latencies, 0.99) * 1e3, 3),
+        "maxMilliseconds": round(latencies[-1] * 1e3, 3),
+        "serverCpuPercent": round(100 * cpu_used / seconds, 1),
+        "serverCpuMicrosecondsPerWrite": round(cpu_used / acked * 1e6, 1),
+        "clientCpuPercent": round(100 * client_used / seconds, 1),
+        "otherCpuPercent": other_percent,
+    }
+
+
+async def one_client(
+    port: int, numbers: range, window: tuple[float, float], latencies: list[float]
+) -> tuple[int, int]:
+    """Lock SIM after SIM to a fresh IMEI over one HTTP/1.1 connection; check every answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    clock = time.perf_counter
+    sent = acked = 0
+    try:
+        for number in numbers:
+            begin = clock()
+            if begin >= window[1]:
+                break
+            sim_id = f"89811{number:014d}"
+            imei = f"{IMEI_BASE + number:014d}".encode()
+            body = b'{"imei":"' + imei + b'","allowUnreported":false}'
+            writer.write(
+                f"POST /v1/sims/{sim_id}/set_imei_lock HTTP/1.1\r\nHost: bench\r\n"
+                f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            sent += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            payload = await reader.readexactly(length)
+            if head[9:12] != b"200" or imei not in payload:
+                raise SystemExit(f"write to {sim_id} failed: {head[:12]!r} {payload[:200]!r}")
+            done = clock()
+            if begin >= window[0]:
+                latencies.append(done - begin)
+                acked += 1
+    finally:
+        writer.close()
+    return sent, acked
+
+
+# -- hotpath: decisions beside writes and compaction -----------------------------------------
+
+
+class Journaling:
+    """Writes as the server makes them: check, append, apply; a thread fsyncs the journal.
+
+    The thread runs only between start() and stop(): a read-only run has no thread beside it.
+    """
+
+    def __init__(self, live: LiveTable, journal: JournalWriter, commands: Iterator[SetLock]):
+        self.live = live
+        self.journal = journal
+        self.commands = commands
+        self.applied = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(self) -> None:
+        command = self.live.check(next(self.commands))
+        seq = self.journal.append(command.to_json())
+        self.live.apply(seq, command)
+        self.applied += 1
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sync, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self.journal.sync()
+
+    def _sync(self) -> None:
+        while not self._stop.wait(0.001):
+            self.journal.sync()
+
+
+class Compactions:
+    """``python -m core.store.recovery compact`` back to back on ``cpu`` until stopped."""
+
+    def __init__(self, directory: Path, journal: JournalWriter, cpu: int) -> None:
+        self.directory = directory
+        self.journal = journal
+        self.cpu = cpu
+        self.done: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            upto = self.journal.durable_seq
+            command = [
+                sys.executable,
+                "-m",
+                "core.store.recovery",
+                "compact",
+                str(self.directory),
+                str(upto),
+            ]
+            begin = time.perf_counter()
+            finished = subprocess.run(
+                pinned(command, self.cpu), cwd=ROOT, capture_output=True, text=True, check=False
+            )
+            if finished.returncode != 0:
+                raise SystemExit(f"compaction failed: {finished.stderr.strip()}")
+            self.done.append(time.perf_counter() - begin)
+            prune_snapshots(self.directory, keep=1)  # the live table keeps its own mapped
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def same_locks(sims: int) -> Iterator[SetLock]:
+    """SetLocks that rewrite a locked SIM's lock as it is, SIM after SIM (scenarios.rows)."""
+    while True:
+        for number in range(sims):
+            kind = number % 20
+            if kind < 12 or kind == 19:
+                identity = LOCK_BASE + number
+                allow = kind >= 8
+                yield SetLock(f"89811{number:014d}", identity, f"{identity:014d}", allow)
+
+
+def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> dict[str, Any]:
+    pin_self(SERVER_CPU)
+    directory = private_copy(source, workdir / "hotpath")
+    live, journal, _ = open_live(directory)
+    live.base.verify_cold()  # the server does it in the background after start-up
+    handles = dictionary.load().handles
+    settings = from_mapping(
+        {
+            "radius": {
+                "reject_delay": 0.0,
+                "clients": [{"name": "bench", "address": "127.0.0.1", "secret": SECRET}],
+            }
+        }
+    )
+    pipeline = Pipeline(
+        port="auth",
+        clients=Clients(settings.radius.clients),
+        table=live,
+        handles=handles,
+        settings=settings.radius,
+        stats=Stats(),
+    )
+    packets: list[tuple[bytes, object]] = list(
+        build_packets(SIZES[args.size], args.packets, handles)
+    )
+    check(pipeline, packets)
+    journaling = Journaling(live, journal, same_locks(SIZES[args.size]))
+    journaling.write()  # one durable record: a compaction has something to do
+    journaling.stop()
+    work = [(packet, ("127.0.0.1", 40000 + n % 20000)) for n, (packet, _) in enumerate(packets)]
+    rates: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    # Each mode right after a read-only run: the pair is seconds apart, so drift (other
+    # people's work, CPU frequency) mostly cancels out of the ratio.
+    plan = [step for mode in MODES[1:] for step in ("read-only", mode)]
+    gc.collect()
+    gc.freeze()
+    try:
+        for repeat in range(args.repeats):
+            before, before_clean = 0, False
+            for mode in plan:
+                point = hotpath_point(mode, pipeline, work, journaling, directory, args)
+                rate = point["decisionsPerSecond"]
+                if mode == "read-only":
+                    before, before_clean = rate, not disturbed(point)
+                else:
+                    point["ratioToPrecedingReadOnly"] = round(rate / before, 3)
+                    point["cleanPair"] = before_clean and not disturbed(point)
+                rates[mode].append(point)
+                print(
+                    f"  hotpath {mode:27} run {repeat + 1}: {rate:9,.0f} decisions/s"
+                    + (f" ({rate / before:.3f})" if mode != "read-only" else "         ")
+                    + f", {point['writes']} writes, {point['compactions']} compactions, "
+                    f"stolen {point['stolenPercent']:.1f}% (others {point['otherCpuPercent']:.0f}%)"
+                )
+    finally:
+        journaling.stop()
+    check(pipeline, packets)  # the writes changed no verdict
+    journal.close()
+    live.close()
+
+    summary: dict[str, Any] = {"seconds": args.seconds, "writeInterval": args.interval}
+    baseline = statistics.median(p["decisionsPerSecond"] for p in rates["read-only"])
+    for mode, points in rates.items():
+        median = statistics.median(p["decisionsPerSecond"] for p in points)
+        paired = [p["ratioToPrecedingReadOnly"] for p in points if "ratioToPrecedingReadOnly" in p]
+        clean = [p["ratioToPrecedingReadOnly"] for p in points if p.get("cleanPair")]
+        summary[mode] = {
+            "decisionsPerSecond": round(median),
+            "ratioOfMedians": round(median / baseline, 3),
+            "medianPairedRatio": round(statistics.median(paired), 3) if paired else 1.0,
+            "cleanPairs": len(clean),
+            "medianCleanPairedRatio": round(statistics.median(clean), 3) if clean else None,
+            "disturbedRuns": sum(1 for p in points if disturbed(p)),
+            "runs": points,
+        }
+    print(
+        f"hot path, {live.sim_count:,} SIMs, median of {len(rates['read-only'])} read-only and "
+        f"{args.repeats} other runs (ratio: median of each run / the read-only run before it):"
+    )
+    for mode in MODES:
+        entry = summary[mode]
+        clean = entry["medianCleanPairedRatio"]
+        print(
+            f"  {mode:27} {entry['decisionsPerSecond']:9,} decisions/s  "
+            f"ratio {entry['medianPairedRatio']:.3f} (of medians {entry['ratioOfMedians']:.3f}"
+            + (
+                f"; {clean:.3f} over the {entry['cleanPairs']} undisturbed pairs"
+                if clean is not None and mode != "read-only"
+                else ""
+            )
+            + f"), {entry['disturbedRuns']} disturbed runs"
+        )
+    return summary
+
+
+def hotpath_point(
+    mode: str,
+    pipeline: Pipeline,
+    work: list[tuple[bytes, tuple[str, int]]],
+    journaling: Journaling,
+    directory: Path,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """One run of ``mode``; ``stolenPercent`` is CPU 0 time that went to other people's work.
+
+    Stolen = the decision thread's run-queue wait, less what this process's own threads and, in
+    the same-CPU mode, the compaction child ran meanwhile (those compete by design).
+    """
+    settle(args.settle)
+    same_cpu = mode.endswith("same-cpu")
+    compactions = None
+    if mode.startswith("writes+compaction"):
+        compactions = Compactions(
+            directory, journaling.journal, SERVER_CPU if same_cpu else CLIENT_CPU
+        )
+        time.sleep(0.3)  # the child is past its imports and copying
+    write = None
+    if mode != "read-only":
+        journaling.start()
+        write = journaling.write
+    before = journaling.applied
+    others = OtherCpu({os.getpid()})
+    main = threading.get_native_id()
+    waited, helpers, children = thread_wait(main), helper_cpu(main), children_cpu()
+    begin = time.perf_counter()
+    try:
+        rate = decide(pipeline, work, args.seconds, write, args.interval)
+    finally:
+        elapsed = time.perf_counter() - begin
+        waited, helpers = thread_wait(main) - waited, helper_cpu(main) - helpers
+        other_percent = others.percent()
+        if compactions is not None:
+            compactions.stop()
+        journaling.stop()
+        children = children_cpu() - children if same_cpu else 0.0
+    stolen = max(0.0, waited - helpers - children)
+    return {
+        "decisionsPerSecond": round(rate),
+        "writes": journaling.applied - before,
+        "compactions": 0 if compactions is None else len(compactions.done),
+        "compactionSeconds": [] if compactions is None else [round(s, 2) for s in compactions.done],
+        "otherCpuPercent": other_percent,
+        "stolenPercent": round(100 * stolen / elapsed, 1),
+    }
+
+
+def disturbed(point: dict[str, Any]) -> bool:
+    """Whether other people's work took CPU 0 from a run, or loaded CPU 1 (shared caches)."""
+    return bool(point["stolenPercent"] >= STOLEN or point["otherCpuPercent"] >= NOISY)
+
+
+def thread_wait(tid: int) -> float:
+    """Seconds thread ``tid`` of this process was runnable but not running (schedstat)."""
+    return int(Path(f"/proc/self/task/{tid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def helper_cpu(main: int) -> float:
+    """Seconds on a CPU of this process's threads but ``main``."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        if task.name != str(main):
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
+def children_cpu() -> float:
+    """CPU seconds of the children waited for so far (the compactions that finished)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def decide(
+    pipeline: Pipeline,
+    work: list[tuple[bytes, tuple[str, int]]],
+    seconds: float,
+    write: Callable[[], None] | None,
+    interval: float,
+    chunk: int = 32,
+) -> float:
+    """Feed the packets round after round for ``seconds``; every ``interval`` s, ``write()``.
+
+    The clock is read every ``chunk`` packets in every mode, so read-only pays for it too.
+    """
+    pipeline.cache.expire(float("inf"))  # no reply cached by an earlier run: no duplicates
+    handle = pipeline.handle
+    chunks = [work[at : at + chunk] for at in range(0, len(work), chunk)]
+    clock = time.perf_counter
+    calls = 0
+    now = 0.0
+    start = clock()
+    deadline = start + seconds
+    due = start + interval
+    while True:
+        now += 100.0  # past the reply cache's TTL: every request is new, never a duplicate
+        for part in chunks:
+            for packet, address in part:
+                handle(packet, address, now)
+            calls += len(part)
+            at = clock()
+            if at >= due:
+                if write is not None:
+                    write()
+                due += interval
+                if at >= deadline:
+                    return calls / (clock() - start)
+        pipeline.cache.expire(now + 1000.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
