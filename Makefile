@@ -7,7 +7,7 @@ CONFIG ?= config/simgate.toml
 DEMO   ?= config/demo.jsonl
 DATA   := var/data
 
-.PHONY: serve test lint bench import clean
+.PHONY: serve test lint bench bench-peer import clean
 
 $(STAMP): pyproject.toml setup.py core/radius/_speedups.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/micro.py
 	$(BIN)/python bench/load.py --half --seconds 8 --retries 1 --settle 10
+
+# simgate side by side with FreeRADIUS 3.2 (Debian's package, installed when missing; needs root).
+bench-peer: $(STAMP)
+	@command -v freeradius >/dev/null || test -x /usr/sbin/freeradius || { echo "installing freeradius (apt-get)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q freeradius \
+	  || { echo "bench-peer: could not install freeradius (apt-get exit $$?; root and the Debian archive are needed)" >&2; exit 1; }; }
+	$(BIN)/python -m pip install --quiet --group bench
+	$(BIN)/python bench/peer.py $(PEER_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build core/radius/*.so
