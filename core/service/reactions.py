@@ -24,7 +24,7 @@ import structlog
 from core.policy.verdict import Effect, Reason, Verdict
 from core.service.commit import CommitLoop
 from core.service.events import EventHub, imei_lock_rejected
-from core.service.sessions import Session, Sessions, describe_nas
+from core.service.sessions import Sessions, describe_nas
 from core.store.commands import CommandError, SetLock, SetStatus
 from core.store.live import LiveTable
 from core.store.records import Status, Subscriber
@@ -73,7 +73,7 @@ class Reactions:
             self._clock(),
             True,
         )
-        self._sessions[primary] = _new(Session, session)  # perf: Sessions.created, inlined
+        self._sessions[primary] = session  # perf: Sessions.created inlined; a plain tuple
         if verdict.effects & Effect.ACTIVATE and primary not in self._activating:
             self._activating.add(primary)
             self._write(
