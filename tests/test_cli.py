@@ -27,7 +27,10 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return port
 
 
-def write_config(directory: Path, **radius: object) -> tuple[Path, dict[str, int]]:
+def write_config(
+    directory: Path, *, token: str = "", **radius: object
+) -> tuple[Path, dict[str, int]]:
+    """Write a config with free ports; ``radius`` keys go to [radius], ``token`` to [http]."""
     ports = {"auth": free_port(), "acct": free_port(), "http": free_port(socket.SOCK_STREAM)}
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in radius.items())
     config = directory / "simgate.toml"
@@ -48,6 +51,7 @@ data_dir = "{directory / "data"}"
 
 [http]
 port = {ports["http"]}
+token = "{token}"
 
 [log]
 format = "json"

@@ -20,7 +20,15 @@ import pytest
 
 from core.store.format import MAGIC
 from tests.subscribers import LOCKED_IMEI, SIMS
-from tests.test_cli import ROOT, SECRET, SIMGATE, free_port, probe, run, wait_ready
+from tests.test_cli import (
+    ROOT,
+    SIMGATE,
+    free_port,
+    probe,
+    run,
+    wait_ready,
+    write_config,
+)
 
 TOKEN = "cli-admin-token-5d1e"
 CHAP_PASSWORD = "cli-Chap-Pass-38"  # looked for in every output and log line
@@ -40,31 +48,7 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``simgate import`` the shared SIMs, then ``simgate serve`` with an admin token."""
     directory = tmp_path_factory.mktemp("cli-admin")
-    ports = {"auth": free_port(), "acct": free_port(), "http": free_port(socket.SOCK_STREAM)}
-    config = directory / "simgate.toml"
-    config.write_text(
-        f"""
-[radius]
-auth_port = {ports["auth"]}
-acct_port = {ports["acct"]}
-reject_delay = 0.0
-
-[[radius.clients]]
-name = "radios"
-address = "127.0.0.0/8"
-secret = "{SECRET}"
-
-[store]
-data_dir = "{directory / "data"}"
-
-[http]
-port = {ports["http"]}
-token = "{TOKEN}"
-
-[log]
-format = "json"
-"""
-    )
+    config, ports = write_config(directory, token=TOKEN, reject_delay=0.0)
     data = directory / "sims.jsonl"
     data.write_text("".join(json.dumps(line) + "\n" for line in SIMS))
     imported = run("import", "--config", str(config), str(data))
