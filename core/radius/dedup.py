@@ -20,6 +20,9 @@ from typing import Final
 #: Tag of an entry whose request is still being processed (no reply yet).
 IN_PROGRESS: Final = b""
 
+#: expired entries removed by a store into a full cache (before it evicts a live one)
+_EXPIRE_WHEN_FULL: Final = 64
+
 Address = tuple[str, int]
 Key = tuple[Address, int]
 
@@ -71,7 +74,7 @@ class ReplyCache:
         """Cache ``reply`` (or ``IN_PROGRESS``) for a request, keeping the cache bounded."""
         entries = self._entries
         if len(entries) >= self.capacity and key not in entries:
-            self.expire(now)
+            self.expire(now, _EXPIRE_WHEN_FULL)
             if len(entries) >= self.capacity:
                 del entries[next(iter(entries))]
         entries[key] = (authenticator, reply, now + self.ttl)
@@ -89,17 +92,20 @@ class ReplyCache:
         if entry is not None and entry[0] == authenticator:
             del self._entries[key]
 
-    def expire(self, now: float) -> int:
-        """Remove expired entries from the oldest end; return how many went.
+    def expire(self, now: float, limit: int | None = None) -> int:
+        """Remove expired entries from the oldest end, at most ``limit``; return how many went.
 
         Entries sit in registration order, which is expiry order up to the reject delay, so
-        the sweep stops at the first live entry.
+        the sweep stops at the first live entry. Removing many at once takes milliseconds
+        (~0.5 µs each), so the server's sweep passes a limit and comes back.
         """
         entries = self._entries
         expired: list[Key] = []
+        budget = len(entries) if limit is None else limit
         for key, entry in entries.items():
-            if entry[2] > now:
+            if entry[2] > now or budget <= 0:
                 break
+            budget -= 1
             expired.append(key)
         for key in expired:
             del entries[key]

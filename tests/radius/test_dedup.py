@@ -99,6 +99,16 @@ def test_expire_removes_only_expired_entries() -> None:
     assert len(cache) == 0
 
 
+def test_expire_stops_after_its_limit() -> None:
+    cache = ReplyCache(ttl=5)
+    for identifier in range(10):
+        cache.begin((("192.0.2.1", 1), identifier), AUTHENTICATOR, now=float(identifier) / 10)
+
+    assert cache.expire(now=6.0, limit=4) == 4
+    assert len(cache) == 6
+    assert cache.expire(now=6.0) == 6
+
+
 def test_capacity_evicts_the_oldest_entry() -> None:
     cache = ReplyCache(ttl=30, capacity=3)
     keys = [(("192.0.2.1", 1812), identifier) for identifier in range(4)]

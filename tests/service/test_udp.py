@@ -4,8 +4,10 @@ packets a well-behaved client would never send."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
+from time import perf_counter
 from typing import Any
 
 import httpx
@@ -18,7 +20,9 @@ from core.probe import Request, build_access_request, build_status_server
 from core.radius import dictionary
 from core.radius.auth import Secret, chap_response, sign_request, verify_reply
 from core.radius.codes import Code, Drop
+from core.radius.dedup import ReplyCache
 from core.radius.wire import encode_vsa, iter_attributes
+from core.service.udp import sweep
 from tests.service.conftest import SECRET, ServerFactory
 from tests.subscribers import (
     ALLOW_UNREPORTED,
@@ -325,3 +329,32 @@ async def metric(server: Server, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_sweep_expires_a_burst_in_chunks_between_other_work() -> None:
+    class Holder:
+        cache = ReplyCache(ttl=5)
+
+    holder = Holder()
+    for identifier in range(10_000):
+        holder.cache.store((("192.0.2.1", identifier), 1), b"a" * 16, b"reply", now=-10.0)
+    holder.cache.store((("192.0.2.1", 1), 2), b"a" * 16, b"live", now=perf_counter() + 60)
+    seen: list[int] = []  # the cache's size each time another callback ran
+
+    async def other_work() -> None:
+        while True:
+            seen.append(len(holder.cache))
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(other_work())
+    sweeper = asyncio.create_task(sweep([holder], interval=0.01, chunk=1_000))  # type: ignore[list-item]
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if len(holder.cache) == 1:
+            break
+    sweeper.cancel()
+    worker.cancel()
+    assert len(holder.cache) == 1  # every expired entry went, the live one stayed
+    # the loop ran other callbacks between chunks: never more than one chunk went unseen
+    removed = [before - after for before, after in itertools.pairwise(seen)]
+    assert max(removed) == 1_000
