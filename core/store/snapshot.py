@@ -136,6 +136,24 @@ class MappedSnapshot(NamedTuple):
     group_documents: tuple[dict[str, Any], ...]
     cold_verified: bool
 
+    def verify_section(self, number: int) -> None:
+        """Check the CRC-32 of one section over the mapping itself (e.g. COLD, after a lazy
+        map): what the table reads is what is checked, and it still works after the file was
+        unlinked (compaction prunes old snapshots while a table may still map one).
+
+        Raises:
+            SnapshotError: the section's checksum does not match.
+        """
+        section = self.header.sections[number]
+        end = section.offset + section.length
+        crc = 0
+        with memoryview(self.buffer) as view:
+            for start in range(section.offset, end, _CHUNK):
+                crc = zlib.crc32(view[start : min(start + _CHUNK, end)], crc)
+        if crc != section.crc:
+            where = self.path if self.path is not None else Path("<memory>")
+            raise SnapshotError(where, f"section {SECTION_NAMES[number]!r} checksum mismatch")
+
     def close(self) -> None:
         """Unmap the file (nothing may read the buffer afterwards)."""
         if isinstance(self.buffer, mmap.mmap):

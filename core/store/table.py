@@ -48,7 +48,7 @@ from core.store.format import (
     sim_id_key,
 )
 from core.store.records import Group, Status, Subscriber
-from core.store.snapshot import MappedSnapshot, empty_snapshot, map_snapshot, verify_section
+from core.store.snapshot import MappedSnapshot, empty_snapshot, map_snapshot
 
 #: Status by stored octet. 0 is never written; should it appear it reads as terminated (closed).
 _STATUSES: Final = (Status.TERMINATED, *Status)
@@ -131,8 +131,8 @@ class Table:
         Raises:
             SnapshotError: the cold section is corrupt or unreadable.
         """
-        if not self._cold_verified and self.path is not None:
-            verify_section(self.path, COLD)
+        if not self._cold_verified:
+            self.mapped.verify_section(COLD)
         self._cold_verified = True
 
     def group(self, index: int) -> Group:
