@@ -1,8 +1,10 @@
 """Declare the optional C extension; every other piece of metadata lives in pyproject.toml.
 
 ``core/radius/_speedups.c`` speeds up the hot path (parse, Message-Authenticator, reply
-signing). It is optional: without a C compiler the build skips it and simgate runs its
-pure-Python code, which behaves the same (core/radius/native.py).
+signing); ``core/service/_datagrams.c`` (Linux) receives and answers datagrams in batches.
+Both are optional: without a C compiler the build skips them and simgate runs its pure-Python
+code and the event loop's datagram transport, which behave the same (core/radius/native.py,
+core/service/udp.py).
 """
 
 from __future__ import annotations
@@ -11,13 +13,23 @@ import sys
 
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
+extensions = [
+    Extension(
+        "core.radius._speedups",
+        sources=["core/radius/_speedups.c"],
+        extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
+        optional=True,
+    )
+]
+if sys.platform.startswith("linux"):
+    # recvmmsg/sendmmsg: the RADIUS ports' batched receiver (core/service/udp.py)
+    extensions.append(
         Extension(
-            "core.radius._speedups",
-            sources=["core/radius/_speedups.c"],
-            extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
+            "core.service._datagrams",
+            sources=["core/service/_datagrams.c"],
+            extra_compile_args=["-O2"],
             optional=True,
         )
-    ]
-)
+    )
+
+setup(ext_modules=extensions)

@@ -67,7 +67,8 @@ class Server:
         self.auth_port = 0
         self.acct_port = 0
         self.http_port = 0
-        self._protocols: list[udp.RadiusProtocol] = []
+        self._protocols: list[udp.Port] = []
+        self._collections = udp.Collections()
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: _Uvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -104,7 +105,7 @@ class Server:
         self.auth_port = auth_sock.getsockname()[1]
         self.acct_port = acct_sock.getsockname()[1]
         for pipeline, sock in zip(self.pipelines, (auth_sock, acct_sock), strict=True):
-            self._protocols.append(await udp.serve(pipeline, sock))
+            self._protocols.append(await udp.serve(pipeline, sock, self._collections))
         await self._start_http(clients)
         self._tasks.append(asyncio.create_task(udp.sweep(self.pipelines)))
         self._tasks.append(asyncio.create_task(self._verify_cold()))

@@ -62,6 +62,7 @@ class SimgateCollector(Collector):
         self._reply_cache_entries = reply_cache_entries
 
     def collect(self) -> Iterator[Metric]:
+        self._stats.refresh()
         yield from self._requests()
         yield from self._decisions()
         yield from self._histogram()

@@ -57,6 +57,8 @@ class Drop(StrEnum):
     #: an Accounting-Request simgate could not record, so it must not answer (RFC 2866 §4.1)
     NOT_RECORDED = "not-recorded"
     INTERNAL_ERROR = "internal-error"
+    #: the kernel did not take the reply (send buffer full for 10 ms, or the peer unreachable)
+    REPLY_NOT_SENT = "reply-not-sent"
 
 
 class MalformedPacket(Exception):

@@ -14,6 +14,7 @@ Must not: import prometheus_client, asyncio or logging.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Final
 
@@ -56,6 +57,7 @@ class Stats:
         "duration_sum",
         "effects",
         "events_dropped",
+        "refreshers",
         "replies",
         "webhook_deliveries",
         "webhook_failures",
@@ -73,6 +75,12 @@ class Stats:
         #: webhook POSTs answered 2xx, and deliveries given up after the last attempt
         self.webhook_deliveries = 0
         self.webhook_failures = 0
+        #: called before the counters are read: receivers that count in C add theirs here
+        self.refreshers: list[Callable[[], None]] = []
+
+    def refresh(self) -> None:
+        for refresh in self.refreshers:
+            refresh()
 
     def observe(self, seconds: float) -> None:
         """Count one packet's processing time in the histogram."""

@@ -22,6 +22,7 @@ from core.radius.auth import Secret, chap_response, sign_request, verify_reply
 from core.radius.codes import Code, Drop
 from core.radius.dedup import ReplyCache
 from core.radius.wire import encode_vsa, iter_attributes
+from core.service.stats import Stats
 from core.service.udp import sweep
 from tests.service.conftest import SECRET, ServerFactory
 from tests.subscribers import (
@@ -334,6 +335,7 @@ async def metric(server: Server, name: str) -> float:
 async def test_sweep_expires_a_burst_in_chunks_between_other_work() -> None:
     class Holder:
         cache = ReplyCache(ttl=5)
+        stats = Stats()
 
     holder = Holder()
     for identifier in range(10_000):

@@ -1,0 +1,236 @@
+"""The batched receiver (core/service/_datagrams.c, core/service/udp.py BatchedPort) and the
+young-generation collections, over real sockets on 127.0.0.1 (and ::1 when the host has it)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from core.app import Server
+from core.probe import Request, build_access_request
+from core.radius import dictionary
+from core.radius.auth import Secret, verify_reply
+from core.radius.codes import Code, Drop
+from core.service import udp
+from core.service.stats import DURATION_BOUNDS
+from tests.service.conftest import SECRET, ServerFactory
+from tests.subscribers import NO_LOCK, STRICT
+
+needs_extension = pytest.mark.skipif(
+    udp.datagrams is None, reason="core.service._datagrams is not built (or SIMGATE_PURE_PYTHON)"
+)
+HANDLES = dictionary.load().handles
+KEY = Secret(SECRET.encode())
+
+
+@pytest.fixture
+def server_socket() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def clients(count: int) -> list[socket.socket]:
+    made = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(2)
+        made.append(sock)
+    return made
+
+
+def drain(pump: object, expected: int, seconds: float = 2.0) -> int:
+    received = 0
+    deadline = time.monotonic() + seconds
+    while received < expected and time.monotonic() < deadline:
+        received += pump.pump()  # type: ignore[attr-defined]
+    return received
+
+
+@needs_extension
+def test_a_burst_is_taken_in_batches_and_every_reply_reaches_its_sender(
+    server_socket: socket.socket,
+) -> None:
+    seen: list[tuple[bytes, tuple[str, int]]] = []
+
+    def handle(data: bytes, address: tuple[str, int], now: float) -> bytes | None:
+        seen.append((data, address))
+        return b"re:" + data
+
+    assert udp.datagrams is not None
+    pump = udp.datagrams.Pump(server_socket.fileno(), handle, DURATION_BOUNDS)
+    senders = clients(3)
+    target = server_socket.getsockname()
+    for n in range(150):  # 50 per sender, all queued before the first pump
+        senders[n % 3].sendto(b"%d" % n, target)
+
+    assert pump.pump() == 64  # one call takes a whole batch
+    assert drain(pump, 150 - 64) == 150 - 64
+
+    assert sorted(int(data) for data, _ in seen) == list(range(150))
+    for data, address in seen:
+        assert address == senders[int(data) % 3].getsockname()  # the socket module's form
+    for index, sender in enumerate(senders):
+        replies = {sender.recv(100) for _ in range(50)}
+        assert replies == {b"re:%d" % n for n in range(index, 150, 3)}
+    counts, seconds, errors, failed, error = pump.take_counters()
+    assert (sum(counts), errors, failed, error) == (150, 0, 0, None)
+    assert len(counts) == len(DURATION_BOUNDS) + 1 and seconds > 0
+    assert sum(pump.take_counters()[0]) == 0  # taken: counting starts again from zero
+    for sender in senders:
+        sender.close()
+
+
+@needs_extension
+def test_no_reply_for_none_and_an_exception_costs_only_its_own_datagram(
+    server_socket: socket.socket,
+) -> None:
+    def handle(data: bytes, address: tuple[str, int], now: float) -> bytes | None:
+        if data == b"boom":
+            raise RuntimeError("handler failed")
+        return None if data == b"quiet" else data
+
+    assert udp.datagrams is not None
+    pump = udp.datagrams.Pump(server_socket.fileno(), handle, DURATION_BOUNDS)
+    (sender,) = clients(1)
+    for data in (b"one", b"boom", b"quiet", b"two"):
+        sender.sendto(data, server_socket.getsockname())
+    assert drain(pump, 4) == 4
+
+    assert [sender.recv(100), sender.recv(100)] == [b"one", b"two"]
+    sender.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        sender.recv(100)
+    counts, _, errors, failed, error = pump.take_counters()
+    assert (sum(counts), errors, failed) == (4, 1, 0)
+    assert isinstance(error, RuntimeError) and error.__traceback__ is not None
+    sender.close()
+
+
+@needs_extension
+def test_processing_time_lands_in_its_histogram_bucket(server_socket: socket.socket) -> None:
+    def handle(data: bytes, address: tuple[str, int], now: float) -> bytes | None:
+        assert abs(now - time.perf_counter()) < 0.5  # the same clock as time.perf_counter
+        time.sleep(0.003)
+        return None
+
+    assert udp.datagrams is not None
+    pump = udp.datagrams.Pump(server_socket.fileno(), handle, DURATION_BOUNDS)
+    (sender,) = clients(1)
+    sender.sendto(b"slow", server_socket.getsockname())
+    assert drain(pump, 1) == 1
+    counts, seconds, *_ = pump.take_counters()
+    bucket = counts.index(1)
+    assert DURATION_BOUNDS[bucket - 1] < seconds <= DURATION_BOUNDS[bucket]
+    assert 0.003 <= seconds < 0.5
+    sender.close()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@needs_extension
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no ::1 on this host")
+def test_ipv6_addresses_have_the_socket_module_form() -> None:
+    seen: list[tuple[object, ...]] = []
+
+    def handle(data: bytes, address: tuple[object, ...], now: float) -> bytes | None:
+        seen.append(address)
+        return data
+
+    with (
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as server,
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender,
+    ):
+        server.bind(("::1", 0))
+        server.setblocking(False)
+        sender.bind(("::1", 0))
+        sender.settimeout(2)
+        assert udp.datagrams is not None
+        pump = udp.datagrams.Pump(server.fileno(), handle, DURATION_BOUNDS)
+        sender.sendto(b"six", server.getsockname())
+        assert drain(pump, 1) == 1
+        assert sender.recv(10) == b"six"
+        assert seen == [sender.getsockname()]  # (host, port, flowinfo, scope_id)
+
+
+@pytest.mark.asyncio
+async def test_the_server_uses_the_batched_receiver_when_it_is_built(
+    start_server: ServerFactory,
+) -> None:
+    server: Server = await start_server()
+    kinds = {type(port) for port in server._protocols}
+    expected = udp.RadiusProtocol if udp.datagrams is None else udp.BatchedPort
+    assert kinds == {expected}
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_access_requests_from_many_sockets_is_answered_in_full(
+    start_server: ServerFactory,
+) -> None:
+    # Queued before the loop runs, so the batched receiver takes them 64 at a time; every
+    # reply must verify against its own request and carry the verdict of that request.
+    server: Server = await start_server()
+    senders = clients(4)
+    requests: dict[tuple[int, int], tuple[bytes, int]] = {}
+    for n in range(200):
+        # STRICT without an IMEI: imei-not-reported
+        imsi, expected = (NO_LOCK, Code.ACCESS_ACCEPT) if n % 2 else (STRICT, Code.ACCESS_REJECT)
+        authenticator = os.urandom(16)
+        request = Request(imsi=imsi.decode(), imei=None)
+        packet = build_access_request(request, n % 256, authenticator, KEY, HANDLES)
+        index = n % 4
+        requests[(index, n % 256)] = (authenticator, expected)
+        senders[index].sendto(packet, ("127.0.0.1", server.auth_port))
+
+    def collect() -> list[tuple[int, bytes]]:
+        return [
+            (index, sender.recv(4096)) for index, sender in enumerate(senders) for _ in range(50)
+        ]
+
+    replies = await asyncio.to_thread(collect)
+    for index, reply in replies:
+        authenticator, expected = requests[(index, reply[1])]
+        assert verify_reply(reply, authenticator, KEY)
+        assert reply[0] == expected
+    assert server.stats.drops[Drop.INTERNAL_ERROR] == 0
+    for sender in senders:
+        sender.close()
+
+
+def test_young_collections_run_every_so_many_datagrams() -> None:
+    young: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            young.append(info["generation"])
+
+    collections = udp.Collections(every=100)
+    gc.callbacks.append(watch)
+    gc.disable()  # only the collections Collections runs
+    try:
+        collections.datagrams(99)
+        assert young == []
+        collections.datagrams(1)  # the hundredth
+        for _ in range(9):
+            collections.datagrams(64)
+            collections.datagrams(36)
+    finally:
+        gc.enable()
+        gc.callbacks.remove(watch)
+    assert young.count(0) == 9 and young.count(1) == 1  # every tenth is the middle generation
