@@ -36,9 +36,10 @@ test: lint
 	$(BIN)/python -m pytest -q
 	SIMGATE_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/radius tests/policy tests/service
 
+# micro, load --sweep --half, FreeRADIUS side by side when installed, plots (simgate bench)
 bench: $(STAMP)
-	$(BIN)/python bench/micro.py
-	$(BIN)/python bench/load.py --half --seconds 8 --retries 1 --settle 10
+	$(BIN)/python -m pip install --quiet --group bench
+	$(BIN)/simgate bench
 
 # simgate side by side with FreeRADIUS 3.2 (Debian's package, installed when missing; needs root).
 bench-peer: $(STAMP)
@@ -49,4 +50,4 @@ bench-peer: $(STAMP)
 	$(BIN)/python bench/peer.py $(PEER_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build core/radius/*.so
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build core/radius/*.so core/service/*.so

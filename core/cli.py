@@ -5,7 +5,7 @@ Owns: argument parsing and exit codes. Subcommands import what they need lazily,
 
 Exit codes: 0 success (probe: accept), 1 probe reject or the admin API refused (4xx), 2 probe
 no answer or a usage/config error, 3 start-up failure or admin API unreachable, 4 no such SIM
-or group.
+or group; ``bench`` exits with the failing benchmark's code.
 """
 
 from __future__ import annotations
@@ -64,11 +64,67 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print one JSON object")
     probe.set_defaults(run=_probe)
 
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmarks (a source checkout's bench/)",
+        description=(
+            "Without a name: the hot path (micro), UDP peak and p99 at half of it (load --sweep "
+            "--half), FreeRADIUS side by side when it is installed (peer), then the plots. With a "
+            "name, that benchmark alone, with the arguments that follow (see its --help)."
+        ),
+    )
+    bench.add_argument(
+        "name", nargs="?", choices=BENCHMARKS, help="one benchmark (default: the standard set)"
+    )
+    bench.add_argument("arguments", nargs=argparse.REMAINDER, help="passed to the benchmark")
+    bench.set_defaults(run=_bench)
+
     from core.admin.commands import add_commands, run
 
     add_commands(commands, DEFAULT_CONFIG)
     parser.set_defaults(admin_run=run)
     return parser
+
+
+BENCHMARKS = ("micro", "load", "peer", "writes", "plots")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Run bench/<name>.py with this interpreter; the standard set stops at the first failure."""
+    import shutil
+    import subprocess
+
+    directory = Path(__file__).resolve().parents[1] / "bench"
+    if not (directory / "micro.py").is_file():
+        print(
+            f"simgate: bench: no benchmarks at {directory}: they live in a source checkout "
+            "(git clone, then pip install -e . or make bench)",
+            file=sys.stderr,
+        )
+        return 2
+
+    def run(name: str, *arguments: str) -> int:
+        command = [sys.executable, str(directory / f"{name}.py"), *arguments]
+        print(f"simgate bench: {' '.join(command[1:])}", flush=True)
+        # the name is one of BENCHMARKS, the interpreter is this one: nothing untrusted runs
+        return subprocess.run(command, cwd=directory.parent, check=False).returncode  # noqa: S603
+
+    if args.name is not None:
+        return run(args.name, *args.arguments)
+    steps: list[tuple[str, ...]] = [
+        ("micro",),
+        ("load", "--sweep", "--half", "--seconds", "8", "--retries", "1", "--settle", "10"),
+    ]
+    if shutil.which("freeradius") or Path("/usr/sbin/freeradius").exists():
+        steps.append(("peer", "--rounds", "3", "--seconds", "8"))
+    else:
+        print("simgate bench: FreeRADIUS is not installed: no side by side (make bench-peer)")
+    steps.append(("plots",))
+    for step in steps:
+        code = run(*step)
+        if code != 0:
+            return code
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -187,8 +187,22 @@ def test_import_reports_bad_lines_and_writes_nothing(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("serve", "import", "probe"):
+    for command in ("serve", "import", "probe", "bench"):
         assert command in result.stdout
+
+
+def test_bench_runs_a_named_benchmark_and_passes_its_exit_code() -> None:
+    # the hot path on the 10k set for half a second: the whole chain from `simgate bench` to a
+    # verified result line (micro.py checks every verdict and exits 1 on a wrong one)
+    ran = run(
+        "bench", "micro", "--size", "10k", "--packets", "2000", "--seconds", "0.5", "--no-write"
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "bench/micro.py --size 10k --packets 2000" in ran.stdout
+    assert "decisions/s on one core" in ran.stdout
+    refused = run("bench", "micro", "--size", "huge")
+    assert refused.returncode == 2
+    assert "invalid choice: 'huge'" in refused.stderr
 
 
 def test_reimport_supersedes_the_journal(tmp_path: Path) -> None:

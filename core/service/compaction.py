@@ -31,6 +31,9 @@ from core.store.table import Table
 
 log = structlog.get_logger("simgate.compaction")
 
+#: how much lower the compaction child's priority is than the server's (nice(2))
+COMPACTION_NICENESS = 10
+
 
 class CompactionError(Exception):
     """The child process could not write the snapshot; the message is what it said."""
@@ -134,6 +137,9 @@ class Compactor:
             "compact",
             str(self.data_dir),
             str(upto),
+            # Below the server's priority: the child inherits the server's CPU pinning (taskset),
+            # and then the decisions must win the CPU (bench/writes.py, compaction-same-cpu).
+            f"--nice={COMPACTION_NICENESS}",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

@@ -133,7 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("data_dir", type=Path)
     run.add_argument("upto_seq", type=int)
     run.add_argument("--created-at", type=float, default=None, help="default: now")
+    run.add_argument(
+        "--nice", type=int, default=0, help="lower this process's priority by this much first"
+    )
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     created_at = args.created_at
     if created_at is None:
         import time  # the entry point is the adapter: only here does the store read the clock

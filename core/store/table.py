@@ -63,6 +63,7 @@ class Table:
         "_buffer",
         "_cold_at",
         "_cold_verified",
+        "_found_ids",
         "_group_documents",
         "_groups_by_id",
         "_imsi_at",
@@ -106,6 +107,9 @@ class Table:
         self._imsi_at = imsi_at
         self._imsi_slots = header.imsi_slots
         self.find = _finder(mapped.buffer, imsi_at, header.imsi_slots, self._records_at)
+        #: simId -> index found by sim_by_id (the snapshot never changes: always valid); a write
+        #: looked the SIM up 2-3 times, each a JSON parse of its cold document (bench/writes.py)
+        self._found_ids: dict[str, int] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify_cold: bool = False) -> Table:
@@ -153,6 +157,9 @@ class Table:
         Raises:
             SnapshotError: the cold section is corrupt (see verify_cold()).
         """
+        known = self._found_ids.get(sim_id)
+        if known is not None:
+            return known
         self.verify_cold()
         key = sim_id_key(sim_id)
         number = key >> self._sim_id_shift
@@ -161,7 +168,10 @@ class Table:
             if not found:
                 return None
             if found == key and self._document(index).get("simId") == sim_id:
-                return int(index)
+                if len(self._found_ids) >= _FOUND_IDS:
+                    self._found_ids.clear()
+                self._found_ids[sim_id] = index = int(index)
+                return index
             number = (number + 1) & self._sim_id_last
 
     def sim(self, index: int) -> Subscriber:
@@ -234,6 +244,7 @@ class Table:
 
 
 _PRIMARY: Final = struct.Struct("<Q")
+_FOUND_IDS: Final = 65_536  # simIds remembered by sim_by_id
 _HOT_RECORD: Final = struct.Struct("<QQHBB")  # RECORD's head: the cold reference is not read
 
 
