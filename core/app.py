@@ -162,7 +162,9 @@ class Server:
     def _bind(self, port: int, key: str) -> socket.socket:
         settings = self.config.radius
         try:
-            return udp.bind(settings.listen, port, settings.receive_buffer)
+            return udp.bind(
+                settings.listen, port, settings.receive_buffer, reuse_port=settings.reuse_port
+            )
         except OSError as error:
             raise StartupError(f"{key}: cannot bind {settings.listen}:{port}: {error}") from None
 

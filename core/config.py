@@ -50,6 +50,9 @@ class Radius:
     imsi_from_user_name: bool = False
     status_server: bool = True
     receive_buffer: int = 4 * 1024 * 1024
+    #: SO_REUSEPORT: several simgate processes on one port, the kernel spreading the clients
+    #: over them (each process its own data_dir: bench/load.py --workers)
+    reuse_port: bool = False
     clients: tuple[Client, ...] = ()
 
 

@@ -260,8 +260,13 @@ def _log_internal_error(error: BaseException | None = None) -> None:
             log.error("datagram_failed", exc_info=error)
 
 
-def bind(host: str, port: int, receive_buffer: int) -> socket.socket:
+def bind(
+    host: str, port: int, receive_buffer: int, *, reuse_port: bool = False
+) -> socket.socket:
     """Create and bind a UDP socket with the configured receive buffer.
+
+    With ``reuse_port``, other processes may bind the same port (SO_REUSEPORT); the kernel
+    hashes each client address and port to one of them.
 
     Raises:
         OSError: the address cannot be bound (in use, not local).
@@ -272,6 +277,8 @@ def bind(host: str, port: int, receive_buffer: int) -> socket.socket:
         # A few MiB absorbs bursts the kernel's ~208 KiB default drops (PERF-NOTES); the kernel
         # caps it at net.core.rmem_max, and /metrics exports its RcvbufErrors.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.setblocking(False)
     except OSError:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.app import Server
+from core.app import Server, StartupError
 from core.probe import Request, build_access_request
 from core.radius import dictionary
 from core.radius.auth import Secret, verify_reply
@@ -234,3 +234,34 @@ def test_young_collections_run_every_so_many_datagrams() -> None:
         gc.enable()
         gc.callbacks.remove(watch)
     assert young.count(0) == 9 and young.count(1) == 1  # every tenth is the middle generation
+
+
+@pytest.mark.asyncio
+async def test_reuse_port_lets_two_servers_share_the_port(start_server: ServerFactory) -> None:
+    first: Server = await start_server(reuse_port=True)
+    second: Server = await start_server(
+        reuse_port=True, auth_port=first.auth_port, acct_port=first.acct_port
+    )
+    assert (second.auth_port, second.acct_port) == (first.auth_port, first.acct_port)
+    senders = clients(32)  # the kernel hashes each source port to one of the two sockets
+    for index, sender in enumerate(senders):
+        request = Request(imsi=NO_LOCK.decode(), imei=None)
+        packet = build_access_request(request, index, os.urandom(16), KEY, HANDLES)
+        sender.sendto(packet, ("127.0.0.1", first.auth_port))
+
+    def collect() -> list[bytes]:
+        return [sender.recv(4096) for sender in senders]
+
+    replies = await asyncio.to_thread(collect)
+    assert all(reply[0] == Code.ACCESS_ACCEPT for reply in replies)
+    answered = [sum(server.stats.replies.values()) for server in (first, second)]
+    assert sum(answered) == 32 and min(answered) > 0  # both took a share
+    for sender in senders:
+        sender.close()
+
+
+@pytest.mark.asyncio
+async def test_without_reuse_port_a_second_server_cannot_start(start_server: ServerFactory) -> None:
+    first: Server = await start_server()
+    with pytest.raises(StartupError, match=r"radius\.auth_port: cannot bind"):
+        await start_server(auth_port=first.auth_port)
