@@ -25,8 +25,9 @@ The SetLocks rewrite locks as they are (same identity and flag), so every verdic
 the scenario expects and is checked again at the end. Each mode runs ``--repeats`` times, each
 run right after a read-only run; the ratio reported is the median over the runs of (the run's
 rate / the read-only run just before it), which cancels most of the drift of a shared machine
-(target: >= 0.90); the ratio of the medians is printed beside it. GC stays on, as in the server
-(micro.py turns it off).
+(target: >= 0.90); the ratio of the medians is printed beside it. The garbage collector runs as
+in the server (core.service.udp.Collections: young generations every 128 requests; micro.py
+turns it off).
 
 The machine has two CPUs and is shared: before each run the benchmark waits (``--settle``) for
 other processes to go quiet; during a hot-path run it records the time other processes took
@@ -68,6 +69,7 @@ from core.service.clients import Clients
 from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
 from core.service.stats import Stats
+from core.service.udp import Collections
 from core.store.commands import SetLock
 from core.store.journal import JournalWriter
 from core.store.live import LiveTable
@@ -684,6 +686,7 @@ def decide(
     """
     pipeline.cache.expire(float("inf"))  # no reply cached by an earlier run: no duplicates
     handle = pipeline.handle
+    collections = Collections()  # as the server collects: young generations between batches
     chunks = [work[at : at + chunk] for at in range(0, len(work), chunk)]
     clock = time.perf_counter
     calls = 0
@@ -697,6 +700,7 @@ def decide(
             for packet, address in part:
                 handle(packet, address, now)
             calls += len(part)
+            collections.datagrams(len(part))
             at = clock()
             if at >= due:
                 if write is not None:

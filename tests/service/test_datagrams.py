@@ -220,20 +220,40 @@ def test_young_collections_run_every_so_many_datagrams() -> None:
         if phase == "start":
             young.append(info["generation"])
 
-    collections = udp.Collections(every=100)
+    collections = udp.Collections(every=100, full_every=3600.0)
     gc.callbacks.append(watch)
     gc.disable()  # only the collections Collections runs
     try:
         collections.datagrams(99)
         assert young == []
         collections.datagrams(1)  # the hundredth
-        for _ in range(9):
+        for _ in range(19):
             collections.datagrams(64)
             collections.datagrams(36)
     finally:
         gc.enable()
         gc.callbacks.remove(watch)
-    assert young.count(0) == 9 and young.count(1) == 1  # every tenth is the middle generation
+    # every tenth is the middle generation; no full one before full_every seconds
+    assert young.count(0) == 18 and young.count(1) == 2 and 2 not in young
+
+
+def test_a_full_collection_waits_for_its_interval() -> None:
+    young: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            young.append(info["generation"])
+
+    collections = udp.Collections(every=1, full_every=0.0)
+    gc.callbacks.append(watch)
+    gc.disable()
+    try:
+        for _ in range(10):
+            collections.datagrams(1)
+    finally:
+        gc.enable()
+        gc.callbacks.remove(watch)
+    assert young == [0] * 9 + [2]  # the tenth: due for a full one, so full instead of middle
 
 
 @pytest.mark.asyncio
