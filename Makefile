@@ -9,7 +9,7 @@ DATA   := var/data
 
 .PHONY: serve test lint bench bench-peer import clean
 
-$(STAMP): pyproject.toml setup.py core/radius/_speedups.c core/service/_datagrams.c
+$(STAMP): pyproject.toml setup.py core/radius/_speedups.c core/service/_datagrams.c core/store/_index.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install --quiet -e . --group test --group lint
@@ -30,11 +30,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check core tests bench
 	$(BIN)/mypy --strict core
 
-# The suite runs with the C extension (when it is built); the codec and datagram tests run again
-# on the pure-Python code.
+# The suite runs with the C extensions (when they are built); the codec, store and datagram tests
+# run again on the pure-Python code.
 test: lint
 	$(BIN)/python -m pytest -q
-	SIMGATE_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/radius tests/policy tests/service
+	SIMGATE_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/radius tests/policy tests/store tests/service
 
 # micro, load --sweep --half, FreeRADIUS side by side when installed, plots (simgate bench)
 bench: $(STAMP)
@@ -50,4 +50,4 @@ bench-peer: $(STAMP)
 	$(BIN)/python bench/peer.py $(PEER_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build core/radius/*.so core/service/*.so
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build core/radius/*.so core/service/*.so core/store/*.so

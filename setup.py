@@ -1,7 +1,8 @@
 """Declare the optional C extension; every other piece of metadata lives in pyproject.toml.
 
 ``core/radius/_speedups.c`` speeds up the hot path (parse, Message-Authenticator, reply
-signing); ``core/service/_datagrams.c`` (Linux) receives and answers datagrams in batches.
+signing); ``core/store/_index.c`` looks IMSIs up in a mapped snapshot;
+``core/service/_datagrams.c`` (Linux) receives and answers datagrams in batches.
 Both are optional: without a C compiler the build skips them and simgate runs its pure-Python
 code and the event loop's datagram transport, which behave the same (core/radius/native.py,
 core/service/udp.py).
@@ -21,6 +22,14 @@ extensions = [
         optional=True,
     )
 ]
+extensions.append(
+    Extension(
+        "core.store._index",
+        sources=["core/store/_index.c"],
+        extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
+        optional=True,
+    )
+)
 if sys.platform.startswith("linux"):
     # recvmmsg/sendmmsg: the RADIUS ports' batched receiver (core/service/udp.py)
     extensions.append(

@@ -102,6 +102,10 @@ def chap_ok(request: AdmissionRequest, group: Group) -> bool:
     return verify_chap(request.chap_password, group.chap_password, request.chap_challenge)
 
 
+#: perf: builds a Verdict without the NamedTuple's Python-level __new__ (bench/micro.py)
+_new: Final = tuple.__new__
+
+
 def decide(request: AdmissionRequest, table: TableView) -> Verdict:
     """Decide one Access-Request (DESIGN §2 steps 2-7); the first step that decides wins."""
     raw_imsi = request.imsi
@@ -111,19 +115,19 @@ def decide(request: AdmissionRequest, table: TableView) -> Verdict:
     if subscriber is None:
         return REJECT_UNKNOWN_SUBSCRIBER
     if subscriber.terminated:  # step 4, the virtual subscriber's own status
-        return Verdict(False, Reason.SUBSCRIBER_TERMINATED, Effect.NONE, subscriber, 0)
+        return _new(Verdict, (False, Reason.SUBSCRIBER_TERMINATED, Effect.NONE, subscriber, 0))
     admitted, effects = STATUS_TABLE[subscriber.status]
     if not admitted:
-        return Verdict(False, Reason.SIM_NOT_ACTIVE, Effect.NONE, subscriber, 0)
+        return _new(Verdict, (False, Reason.SIM_NOT_ACTIVE, Effect.NONE, subscriber, 0))
     group = None if subscriber.group == NO_GROUP else table.groups[subscriber.group]
     if group is not None and group.chap_username is not None and not chap_ok(request, group):
-        return Verdict(False, Reason.CHAP_FAILED, Effect.NONE, subscriber, 0)  # step 5
+        return _new(Verdict, (False, Reason.CHAP_FAILED, Effect.NONE, subscriber, 0))  # step 5
     reported = imei.NOT_REPORTED  # step 6
     if request.imeisv is not None and not subscriber.virtual:
         reported = imei.reported_identity(request.imeisv)
     reason = LOCK_TABLE[lock_state(subscriber), classify(reported, subscriber.lock)]
     if reason is not Reason.OK:
-        return Verdict(False, reason, Effect.NONE, subscriber, reported)
+        return _new(Verdict, (False, reason, Effect.NONE, subscriber, reported))
     if (
         not subscriber.lock
         and reported > 0
@@ -132,8 +136,5 @@ def decide(request: AdmissionRequest, table: TableView) -> Verdict:
         )
     ):
         effects |= Effect.LOCK
-    # step 7; perf: tuple.__new__ skips the NamedTuple's Python-level __new__ (bench/micro.py)
+    # step 7
     return _new(Verdict, (True, Reason.OK, effects, subscriber, reported))
-
-
-_new: Final = tuple.__new__

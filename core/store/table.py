@@ -25,7 +25,7 @@ import sys
 from array import array
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, Final
 
 from core.store.format import (
@@ -52,6 +52,21 @@ from core.store.snapshot import MappedSnapshot, empty_snapshot, map_snapshot
 
 #: Status by stored octet. 0 is never written; should it appear it reads as terminated (closed).
 _STATUSES: Final = (Status.TERMINATED, *Status)
+
+
+def _load_index() -> ModuleType | None:
+    # the switch of core.radius.native (not imported: the store does not import the codec)
+    if os.environ.get("SIMGATE_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from core.store import _index as index
+    except ImportError:  # built without a C compiler, or a source checkout
+        return None
+    return index
+
+
+#: the C lookup, or None (then find() is python_finder's closure)
+_index: Final = _load_index()
 
 Finder = Callable[[int], Subscriber | None]
 
@@ -201,7 +216,7 @@ class Table:
         self.verify_cold()
         return self._document(index)
 
-    def finder(self, overlay: Mapping[int, Subscriber]) -> Finder:
+    def finder(self, overlay: dict[int, Subscriber]) -> Finder:
         """Return find() with ``overlay`` (IMSI -> Subscriber) consulted first.
 
         The overlay is read at every call, so later changes to it are seen; a miss costs one
@@ -249,6 +264,26 @@ _HOT_RECORD: Final = struct.Struct("<QQHBB")  # RECORD's head: the cold referenc
 
 
 def _finder(
+    buffer: mmap.mmap | bytes,
+    index_at: int,
+    slots: int,
+    records_at: int,
+    overlay: dict[int, Subscriber] | None = None,
+) -> Finder:
+    """Return find(): the C lookup (core/store/_index.c) when it is built, else the Python one.
+
+    ``SIMGATE_PURE_PYTHON=1`` picks the Python one, as for the codec (core.radius.native).
+    """
+    changed: dict[int, Subscriber] = {} if overlay is None else overlay
+    if _index is not None:
+        found: Finder = _index.Finder(
+            buffer, index_at, slots, records_at, _STATUSES, Subscriber, changed
+        )
+        return found
+    return python_finder(buffer, index_at, slots, records_at, changed)
+
+
+def python_finder(
     buffer: mmap.mmap | bytes,
     index_at: int,
     slots: int,
