@@ -273,9 +273,7 @@ def _log_internal_error(error: BaseException | None = None) -> None:
             log.error("datagram_failed", exc_info=error)
 
 
-def bind(
-    host: str, port: int, receive_buffer: int, *, reuse_port: bool = False
-) -> socket.socket:
+def bind(host: str, port: int, receive_buffer: int, *, reuse_port: bool = False) -> socket.socket:
     """Create and bind a UDP socket with the configured receive buffer.
 
     With ``reuse_port``, other processes may bind the same port (SO_REUSEPORT); the kernel
