@@ -2,19 +2,24 @@
 
 Starts ``simgate serve`` itself, pinned to CPU 0, with a generated config (free ports,
 ``reject_delay = 0``, the scenario's data set) and drives it from CPU 1; or ``--server HOST:PORT``
-drives one already running (then no server CPU/RSS figures).
+drives one already running (then no server CPU/RSS figures). ``--workers N`` starts N servers on
+the same ports (``reuse_port``, SO_REUSEPORT), pinned to CPUs 0..N-1: the multi-core figure.
 
 Closed loop (default): ``--window`` W requests outstanding over ``--sockets`` S sockets, each socket
 its own source port with its own Identifier space. Open loop (``--rate R``): sends at a fixed
 rate and measures latency from the *intended* send time, so a stalled server is not hidden
 (no coordinated omission). Every reply is checked: Response Authenticator, Message-Authenticator
 and the verdict (Access-Accept, or Access-Reject with the expected Reply-Message) against the
-scenario; a wrong one fails the run. Nothing is retransmitted; unanswered requests are "lost".
+scenario; a wrong one fails the run. ``--retransmit`` % of the sends (2 by default) repeat a
+request byte for byte right after its reply, on the same socket and Identifier: the reply must be
+the first one's bytes (from the server's reply cache), and the server's duplicate counter must
+match. Nothing else is retransmitted; unanswered requests are "lost".
 
     .venv/bin/python bench/load.py [--size 1m] [--window 64] [--seconds 10]
     .venv/bin/python bench/load.py --rate 20000
     .venv/bin/python bench/load.py --sweep            # W = 1, 4, 16, 64, 256
     .venv/bin/python bench/load.py --half             # peak at W=64, then p99 at half of it
+    .venv/bin/python bench/load.py --workers 2        # 2 servers sharing the ports
 
 Prints a summary per point and writes one JSON file per run under bench/results/.
 """
@@ -51,7 +56,14 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.micro import environment
-from bench.scenarios import SECRET, SIZES, build_packets, data_dir
+from bench.scenarios import (
+    RETRANSMIT_PERCENT,
+    SECRET,
+    SIZES,
+    build_packets,
+    data_dir,
+    retransmissions,
+)
 from core.metrics import udp_receive_buffer_errors
 from core.radius import dictionary
 from core.radius.auth import Secret, verify_reply
@@ -100,6 +112,8 @@ class Outcome:
     late: int = 0
     wrong: int = 0
     blocked: int = 0  # open loop: sends delayed because every Identifier of every socket was busy
+    retransmissions: int = 0  # repeats sent (included in `sent`)
+    retransmission_replies: int = 0  # their replies, each byte for byte the first reply
     problems: list[str] = field(default_factory=list)
     latencies: array[float] = field(default_factory=lambda: array("d"))
     lags: array[float] = field(default_factory=lambda: array("d"))
@@ -123,12 +137,15 @@ class Requests:
     codes: list[int]  # expected reply code
     reasons: list[bytes | None]  # expected Reply-Message of a reject
     names: list[str]  # scenario case, for error messages
+    #: 1 where the request is sent a second time, byte for byte, right after its reply
+    retransmit: bytes = b""
 
 
 _REQUESTS: Requests | None = None  # set before forking the workers
 
 
-def prepare(size: str, total: int, seed: int) -> Requests:
+def prepare(size: str, total: int, seed: int, retransmit: float = RETRANSMIT_PERCENT) -> Requests:
+    """Build the requests; ``retransmit`` % of the sends will be byte-for-byte repeats."""
     handles = dictionary.load().handles
     started = time.perf_counter()
     built = build_packets(SIZES[size], total, handles, seed)
@@ -144,6 +161,7 @@ def prepare(size: str, total: int, seed: int) -> Requests:
         codes=[_ACCEPT if case.accept else _REJECT for _, case in built],
         reasons=[None if case.reason is None else case.reason.encode() for _, case in built],
         names=[case.name for _, case in built],
+        retransmit=retransmissions(total, retransmit, seed),
     )
 
 
@@ -207,7 +225,14 @@ class Worker:
             for n in range(socket_count)
         ]
         self.turns = [0] * socket_count  # the Identifier to try first on each socket
-        self.inflight: list[dict[int, tuple[int, float]]] = [{} for _ in range(socket_count)]
+        # In flight, by socket and Identifier: (packet index, sent at); a retransmission is
+        # (~index, sent at, the first reply's bytes), ~index < 0.
+        self.inflight: list[dict[int, tuple[Any, ...]]] = [{} for _ in range(socket_count)]
+        # Retransmissions to send, by socket: Identifier -> (index, the first reply). A request
+        # marked in `retransmit` is repeated as the next send on its socket once its reply is
+        # in (its Identifier stays free until then: _next never picks it while it waits here).
+        self.retransmit = self.requests.retransmit or bytes(len(self.requests.packets))
+        self.repeats: list[dict[int, tuple[int, bytes]]] = [{} for _ in range(socket_count)]
         # Requests that timed out, by socket and Identifier, newest last: a late reply is
         # recognised by verifying it against them (it carries no request authenticator).
         self.expired: list[dict[int, list[int]]] = [{} for _ in range(socket_count)]
@@ -236,10 +261,17 @@ class Worker:
         return None
 
     def _send(self, number: int, sent_at: float) -> bool:
-        index = self._next(number)
-        if index is None:
-            return False
-        self.inflight[number][self.requests.identifiers[index]] = (index, sent_at)
+        repeats = self.repeats[number]
+        if repeats:  # a retransmission first: the same bytes on the same Identifier
+            identifier, (index, first_reply) = repeats.popitem()
+            self.inflight[number][identifier] = (~index, sent_at, first_reply)
+            self.outcome.retransmissions += 1
+        else:
+            found = self._next(number)
+            if found is None:
+                return False
+            index = found
+            self.inflight[number][self.requests.identifiers[index]] = (index, sent_at)
         # A send the kernel refuses is counted lost when it times out, like a dropped datagram.
         with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
             self.sockets[number].send(self.requests.packets[index])
@@ -248,7 +280,30 @@ class Worker:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _mismatch(self, number: int, reply: bytes, entry: tuple[int, float] | None) -> None:
+    def _repeated(self, number: int, reply: bytes, entry: tuple[Any, ...]) -> bool:
+        """The reply on a retransmission's Identifier: True when it answers the retransmission.
+
+        It must be the first reply, byte for byte (the server's reply cache): an accept decided
+        again would carry another Class, so differing bytes are counted wrong.
+        """
+        index = ~entry[0]
+        if reply == entry[2]:
+            self.outcome.retransmission_replies += 1
+            return True
+        if not verify_reply(reply, self.requests.authenticators[index], self.secret):
+            self._mismatch(number, reply, entry)
+            return False
+        self.outcome.wrong += 1
+        if len(self.outcome.problems) < 5:
+            self.outcome.problems.append(
+                f"retransmission of {self.requests.names[index]} (id {reply[1]}): the reply "
+                f"differs from the first one (code {reply[0]} reason {_reply_message(reply)!r}, "
+                f"first code {entry[2][0]} reason {_reply_message(entry[2])!r}): decided again, "
+                "not answered from the reply cache"
+            )
+        return True
+
+    def _mismatch(self, number: int, reply: bytes, entry: tuple[Any, ...] | None) -> None:
         """A reply that does not verify against the request in flight on its Identifier."""
         identifier = reply[1]
         candidates = self.expired[number].get(identifier, [])
@@ -262,7 +317,12 @@ class Worker:
                 return
         self.outcome.wrong += 1
         if len(self.outcome.problems) < 5:
-            what = "no request in flight" if entry is None else self.requests.names[entry[0]]
+            if entry is None:
+                what = "no request in flight"
+            elif entry[0] < 0:
+                what = f"retransmission of {self.requests.names[~entry[0]]}"
+            else:
+                what = self.requests.names[entry[0]]
             self.outcome.problems.append(
                 f"reply code {reply[0]} id {identifier} ({what}): bad Response Authenticator "
                 "or Message-Authenticator"
@@ -283,10 +343,11 @@ class Worker:
         limit = now - self.plan.timeout
         freed = []
         for number, inflight in enumerate(self.inflight):
-            old = [ident for ident, (_, sent) in inflight.items() if sent < limit]
+            old = [ident for ident, entry in inflight.items() if entry[1] < limit]
             for ident in old:
-                index, sent = inflight.pop(ident)
-                self.expired[number].setdefault(ident, []).append(index)
+                index, sent = inflight.pop(ident)[:2]
+                # a retransmission's late reply verifies against its request's authenticator
+                self.expired[number].setdefault(ident, []).append(index if index >= 0 else ~index)
                 self.outcome.lost += 1
                 if self.window_from <= sent < self.window_until:
                     self.outcome.latencies.append(math.inf)
@@ -317,10 +378,11 @@ class Worker:
         append = latencies.append
         inflight_of = self.inflight
         poller = select.epoll()
+        retransmit = self.retransmit
         by_fd = {}
         for number, sock in enumerate(self.sockets):
             poller.register(sock.fileno(), select.EPOLLIN)
-            by_fd[sock.fileno()] = (number, sock.recv, inflight_of[number])
+            by_fd[sock.fileno()] = (number, sock.recv, inflight_of[number], self.repeats[number])
         while clock() < start:
             time.sleep(min(0.01, max(0.0, start - clock())))
         measure_from = start + plan.warmup
@@ -345,7 +407,7 @@ class Worker:
         while True:
             events = poller.poll(SCAN_INTERVAL)
             for fd, _ in events:
-                number, recv, inflight = by_fd[fd]
+                number, recv, inflight, repeats = by_fd[fd]
                 while True:
                     try:
                         reply = recv(4096)
@@ -355,15 +417,25 @@ class Worker:
                         continue  # ICMP unreachable: the server is gone; requests time out
                     now = clock()
                     entry = inflight.pop(reply[1], None)
-                    if entry is None or not verify_reply(reply, authenticators[entry[0]], secret):
+                    if entry is None:
                         self._mismatch(number, reply, entry)
                         continue
-                    index, sent_at = entry
-                    code = reply[0]
-                    if code != codes[index] or (
-                        code == _REJECT and _reply_message(reply) != reasons[index]
-                    ):
-                        self._wrong_verdict(index, reply)
+                    index = entry[0]
+                    sent_at = entry[1]
+                    if index < 0:  # a retransmission: its reply must be the first one
+                        if not self._repeated(number, reply, entry):
+                            continue
+                    elif not verify_reply(reply, authenticators[index], secret):
+                        self._mismatch(number, reply, entry)
+                        continue
+                    else:
+                        code = reply[0]
+                        if code != codes[index] or (
+                            code == _REJECT and _reply_message(reply) != reasons[index]
+                        ):
+                            self._wrong_verdict(index, reply)
+                        if retransmit[index]:
+                            repeats[reply[1]] = (index, reply)  # the next send on this socket
                     if measuring:
                         append(now - sent_at)
                         completed += 1
@@ -413,10 +485,11 @@ class Worker:
         lag = outcome.lags.append
         inflight_of = self.inflight
         poller = select.epoll()
+        retransmit = self.retransmit
         by_fd = {}
         for number, sock in enumerate(self.sockets):
             poller.register(sock.fileno(), select.EPOLLIN)
-            by_fd[sock.fileno()] = (number, sock.recv, inflight_of[number])
+            by_fd[sock.fileno()] = (number, sock.recv, inflight_of[number], self.repeats[number])
         interval = 1.0 / self.rate
         measure_from = start + plan.warmup
         measure_until = measure_from + plan.seconds
@@ -472,7 +545,7 @@ class Worker:
             if not events and cpu_started and sending:
                 idle += clock() - polled
             for fd, _ in events:
-                number, recv, inflight = by_fd[fd]
+                number, recv, inflight, repeats = by_fd[fd]
                 while True:
                     try:
                         reply = recv(4096)
@@ -482,15 +555,25 @@ class Worker:
                         continue
                     now = clock()
                     entry = inflight.pop(reply[1], None)
-                    if entry is None or not verify_reply(reply, authenticators[entry[0]], secret):
+                    if entry is None:
                         self._mismatch(number, reply, entry)
                         continue
-                    index, intended = entry
-                    code = reply[0]
-                    if code != codes[index] or (
-                        code == _REJECT and _reply_message(reply) != reasons[index]
-                    ):
-                        self._wrong_verdict(index, reply)
+                    index = entry[0]
+                    intended = entry[1]
+                    if index < 0:  # a retransmission: its reply must be the first one
+                        if not self._repeated(number, reply, entry):
+                            continue
+                    elif not verify_reply(reply, authenticators[index], secret):
+                        self._mismatch(number, reply, entry)
+                        continue
+                    else:
+                        code = reply[0]
+                        if code != codes[index] or (
+                            code == _REJECT and _reply_message(reply) != reasons[index]
+                        ):
+                            self._wrong_verdict(index, reply)
+                        if retransmit[index]:
+                            repeats[reply[1]] = (index, reply)  # sent in one of the next slots
                     if measure_from <= intended < measure_until:
                         append(now - intended)
                         completed += 1
@@ -562,12 +645,35 @@ class ServerUnderTest:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
+    @property
+    def members(self) -> list[ServerUnderTest]:
+        """The server processes behind the address (one; several for a ServerGroup)."""
+        return [self]
+
+    @property
+    def pids(self) -> set[int]:
+        return {member.pid for member in self.members if member.pid is not None}
+
     @classmethod
     def start(
-        cls, data: Path, cpu: int | None, workdir: Path, source: Path | None = None
+        cls,
+        data: Path,
+        cpu: int | None,
+        workdir: Path,
+        source: Path | None = None,
+        *,
+        ports: tuple[int, int] | None = None,
+        reuse_port: bool = False,
     ) -> ServerUnderTest:
-        """Start ``simgate serve``; from ``source`` (another checkout) instead of this one."""
-        auth, acct, http = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_DGRAM), 0
+        """Start ``simgate serve``; from ``source`` (another checkout) instead of this one.
+
+        ``ports`` (auth, acct) instead of free ones, and ``reuse_port`` (SO_REUSEPORT) so that
+        several servers share them (ServerGroup); the HTTP port is always the server's own.
+        """
+        if ports is None:
+            auth, acct = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_DGRAM)
+        else:
+            auth, acct = ports
         http = _free_port(socket.SOCK_STREAM)
         config = workdir / "simgate.toml"
         config.write_text(
@@ -575,7 +681,8 @@ class ServerUnderTest:
             'listen = "127.0.0.1"\n'
             f"auth_port = {auth}\nacct_port = {acct}\n"
             "reject_delay = 0.0\n"
-            "[[radius.clients]]\n"
+            + ("reuse_port = true\n" if reuse_port else "")
+            + "[[radius.clients]]\n"
             'name = "bench"\naddress = "127.0.0.1"\n'
             f'secret = "{SECRET}"\n'
             "require_message_authenticator = true\n"
@@ -677,6 +784,7 @@ class ServerUnderTest:
         wanted = {
             "simgate_radius_dropped_total": "drops",
             "simgate_radius_duplicate_requests_total": "duplicates",
+            "simgate_radius_replies_total": "replies",
             "simgate_udp_receive_buffer_errors_total": "rcvbufErrors",
         }
         for line in text.splitlines():
@@ -687,6 +795,95 @@ class ServerUnderTest:
                 key = wanted[name]
                 result[key] = result.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
         return result
+
+
+class ServerGroup(ServerUnderTest):
+    """Several ``simgate serve`` processes on the same RADIUS ports (``reuse_port``).
+
+    The kernel hashes each client socket (source address and port) to one of them
+    (SO_REUSEPORT), so a socket always talks to the same server, and its retransmissions find
+    that server's reply cache. Each has its own data directory (the snapshot hard-linked), HTTP
+    port and CPU. The figures of run_plan are sums over them (CPU, RSS, drops, duplicates), and
+    the point lists each one's (``serverProcesses``).
+    """
+
+    def __init__(self, servers: list[ServerUnderTest]) -> None:
+        super().__init__(servers[0].address)
+        self.servers = servers
+
+    @property
+    def members(self) -> list[ServerUnderTest]:
+        return list(self.servers)
+
+    @property
+    def cpus(self) -> list[int | None]:
+        return [server.cpu for server in self.servers]
+
+    @classmethod
+    def start_group(
+        cls,
+        data: Path,
+        cpus: list[int | None],
+        workdir: Path,
+        source: Path | None = None,
+    ) -> ServerGroup:
+        """Start one server per entry of ``cpus`` (pinned there when not None)."""
+        ports = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_DGRAM)
+        servers: list[ServerUnderTest] = []
+        try:
+            for number, cpu in enumerate(cpus):
+                directory = workdir / f"server-{number}"
+                directory.mkdir()
+                servers.append(
+                    ServerUnderTest.start(
+                        data, cpu, directory, source, ports=ports, reuse_port=True
+                    )
+                )
+        except BaseException:
+            for server in servers:
+                server.stop()
+            raise
+        return cls(servers)
+
+    def log(self) -> str:
+        return "\n".join(
+            f"--- server {number} (pid {server.pid}):\n{server.log()}"
+            for number, server in enumerate(self.servers)
+        )
+
+    def stop(self) -> int | None:
+        """Stop every server; return the first non-zero exit status (else 0 or None)."""
+        statuses = [server.stop() for server in self.servers]
+        return next((status for status in statuses if status not in (0, None)), statuses[0])
+
+    def cpu_seconds(self) -> tuple[float, float] | None:
+        return _sum_pairs([server.cpu_seconds() for server in self.servers])
+
+    def rss_bytes(self, field: str = "VmRSS") -> int | None:
+        """The sum over the servers (the shared snapshot pages count once per server)."""
+        values = [server.rss_bytes(field) for server in self.servers]
+        return None if None in values else sum(value or 0 for value in values)
+
+    def counters(self) -> dict[str, float]:
+        return _sum_counters([server.counters() for server in self.servers])
+
+
+def _sum_pairs(pairs: Sequence[tuple[float, float] | None]) -> tuple[float, float] | None:
+    if not pairs or any(pair is None for pair in pairs):
+        return None
+    return sum(p[0] for p in pairs if p), sum(p[1] for p in pairs if p)
+
+
+def _sum_counters(counters: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Sums over servers; the kernel's UDP RcvbufErrors is the host's, so taken once."""
+    result: dict[str, float] = {}
+    for values in counters:
+        for key, value in values.items():
+            if key == "rcvbufErrors":
+                result.setdefault(key, value)
+            else:
+                result[key] = result.get(key, 0.0) + value
+    return result
 
 
 def _pauses(cpu: int, seconds: float, conn: Connection) -> None:
@@ -901,14 +1098,15 @@ def run_plan(
         pipes.append(parent_end)
         workers.append(process)
 
-    before = server.counters()
-    rss_before = server.rss_bytes(), server.rss_bytes("RssAnon")
+    members = server.members  # one server, or the processes of a ServerGroup
+    counters_before = [member.counters() for member in members]
+    rss_before = [_rss(member) for member in members]
     rcvbuf_before = udp_receive_buffer_errors()
     while time.perf_counter() < start + plan.warmup:
         time.sleep(0.005)
-    exclude = {os.getpid()} | ({server.pid} if server.pid is not None else set())
+    exclude = {os.getpid()} | server.pids
     cpu_before, others_before, wall_before = (
-        server.cpu_seconds(),
+        [member.cpu_seconds() for member in members],
         _process_ticks(exclude),
         time.time(),
     )
@@ -935,7 +1133,8 @@ def run_plan(
             if kind == "measured":
                 measured += 1
                 if measured == plan.processes:
-                    cpu_after, others_after = server.cpu_seconds(), _process_ticks(exclude)
+                    cpu_after = [member.cpu_seconds() for member in members]
+                    others_after = _process_ticks(exclude)
                     wall_after = time.time()
             elif kind == "done":
                 outcomes.append(value)
@@ -966,23 +1165,80 @@ def run_plan(
     if errors:
         raise SystemExit("client failure:\n" + "\n".join(errors))
     if cpu_after is None:
-        cpu_after, others_after = server.cpu_seconds(), _process_ticks(exclude)
+        cpu_after = [member.cpu_seconds() for member in members]
+        others_after = _process_ticks(exclude)
         wall_after = time.time()
-    after = server.counters()
+    counters_after = [member.counters() for member in members]
+    rss_after = [_rss(member) for member in members]
     rcvbuf_after = udp_receive_buffer_errors()
     merged = _merge(outcomes)
+    wall = wall_after - wall_before
     return _point(
         plan,
         merged,
         server=server,
-        cpu=(cpu_before, cpu_after),
+        cpu=(_sum_pairs(cpu_before), _sum_pairs(cpu_after)),
         others=_ticks_delta(others_before, others_after or {}),
-        wall=wall_after - wall_before,
-        counters=(before, after),
-        rss=(*rss_before, server.rss_bytes(), server.rss_bytes("RssAnon")),
+        wall=wall,
+        counters=(_sum_counters(counters_before), _sum_counters(counters_after)),
+        rss=(*_sum_rss(rss_before), *_sum_rss(rss_after)),
         rcvbuf=(rcvbuf_before, rcvbuf_after),
         client_cpu=client_cpu,
+        processes=None
+        if len(members) == 1
+        else [
+            _process_figures(member, *figures, wall=wall)
+            for member, *figures in zip(
+                members,
+                cpu_before,
+                cpu_after,
+                counters_before,
+                counters_after,
+                rss_before,
+                rss_after,
+                strict=True,
+            )
+        ],
     )
+
+
+def _rss(server: ServerUnderTest) -> tuple[int | None, int | None]:
+    return server.rss_bytes(), server.rss_bytes("RssAnon")
+
+
+def _sum_rss(values: list[tuple[int | None, int | None]]) -> tuple[int | None, int | None]:
+    """(VmRSS, RssAnon) summed over the servers; None when one of them is unknown."""
+    vm = [value[0] for value in values]
+    anon = [value[1] for value in values]
+    return (
+        None if None in vm else sum(v for v in vm if v is not None),
+        None if None in anon else sum(v for v in anon if v is not None),
+    )
+
+
+def _process_figures(
+    server: ServerUnderTest,
+    cpu_before: tuple[float, float] | None,
+    cpu_after: tuple[float, float] | None,
+    counters_before: dict[str, float],
+    counters_after: dict[str, float],
+    rss_before: tuple[int | None, int | None],
+    rss_after: tuple[int | None, int | None],
+    *,
+    wall: float,
+) -> dict[str, Any]:
+    """One server process of a ServerGroup over a point (``serverProcesses`` in the JSON)."""
+    figures: dict[str, Any] = {"pid": server.pid, "cpu": server.cpu}
+    if cpu_before is not None and cpu_after is not None:
+        wall = max(wall, 1e-9)
+        figures["cpuPercent"] = round(100 * (cpu_after[0] - cpu_before[0]) / wall, 1)
+        figures["waitPercent"] = round(100 * (cpu_after[1] - cpu_before[1]) / wall, 1)
+    figures["rssBytesBefore"], figures["rssAnonBytesBefore"] = rss_before
+    figures["rssBytesAfter"], figures["rssAnonBytesAfter"] = rss_after
+    for key in ("replies", "drops", "duplicates"):
+        if key in counters_after:
+            figures[key] = round(counters_after[key] - counters_before.get(key, 0.0))
+    return figures
 
 
 def _merge(outcomes: list[Outcome]) -> Outcome:
@@ -995,6 +1251,8 @@ def _merge(outcomes: list[Outcome]) -> Outcome:
         merged.late += outcome.late
         merged.wrong += outcome.wrong
         merged.blocked += outcome.blocked
+        merged.retransmissions += outcome.retransmissions
+        merged.retransmission_replies += outcome.retransmission_replies
         merged.problems += outcome.problems
         merged.latencies.extend(outcome.latencies)
         merged.lags.extend(outcome.lags)
@@ -1026,6 +1284,7 @@ def _point(
     rss: tuple[int | None, int | None, int | None, int | None],
     rcvbuf: tuple[int | None, int | None],
     client_cpu: int | None,
+    processes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     ordered = sorted(outcome.latencies)
     window = outcome.window_seconds
@@ -1039,7 +1298,11 @@ def _point(
         "requestsPerSecond": round(outcome.completed / window),
         "replies": outcome.completed,
         "sent": outcome.sent,
+        "retransmissions": outcome.retransmissions,
+        "retransmissionReplies": outcome.retransmission_replies,
     }
+    if processes is not None:
+        point["workers"] = len(processes)
     # A lost request is an infinite latency: null in the JSON, "lost" in the summary.
     for name, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)):
         point[f"{name}Microseconds"] = _microseconds(_percentile(ordered, fraction))
@@ -1066,6 +1329,10 @@ def _point(
     for key in ("drops", "duplicates", "rcvbufErrors"):
         if key in after:
             point[f"server{key[0].upper()}{key[1:]}"] = round(after[key] - before.get(key, 0.0))
+    if processes is not None:
+        point["serverProcesses"] = processes
+    if "serverDuplicates" in point:
+        point["duplicateCheck"] = _duplicate_check(point["serverDuplicates"], outcome)
     if rcvbuf[0] is not None and rcvbuf[1] is not None:
         point["kernelUdpRcvbufErrors"] = rcvbuf[1] - rcvbuf[0]
     point["lost"] = outcome.lost
@@ -1088,9 +1355,28 @@ def _requests() -> Requests:
     return _REQUESTS
 
 
+def _duplicate_check(duplicates: int, outcome: Outcome) -> str:
+    """Whether the server's reply-cache hits are the retransmissions sent: "ok" or why not.
+
+    Every retransmission answered (byte for byte the first reply) was a hit; one that got no
+    reply may or may not have reached the server, so with losses the count may fall between.
+    Any other hit is a pre-built request the server took for a retransmission.
+    """
+    sent, answered = outcome.retransmissions, outcome.retransmission_replies
+    if duplicates == sent or (answered <= duplicates <= sent and outcome.lost):
+        return "ok"
+    return (
+        f"the server counted {duplicates:,} duplicate requests (answered from its reply cache) "
+        f"for {sent:,} retransmissions sent ({answered:,} answered)"
+    )
+
+
 def _warnings(point: dict[str, Any], server: ServerUnderTest, client_cpu: int | None) -> list[str]:
     warnings = []
     server_cpu = point.get("serverCpuPercent")
+    workers = len(server.members)
+    if server_cpu is not None:
+        server_cpu = round(server_cpu / workers, 1)  # per server process, % of its core
     client = point["clientCpuPercent"]
     if point["mode"] == "closed" and client > 90 and (server_cpu is None or server_cpu < 90):
         warnings.append(
@@ -1109,18 +1395,21 @@ def _warnings(point: dict[str, Any], server: ServerUnderTest, client_cpu: int | 
             )
     # Run-queue wait: time our processes were ready to run but another process had the CPU.
     noisy = []
-    if point.get("serverWaitPercent", 0.0) > 3:
+    # Several servers with the client on their CPUs wait for each other: not noise.
+    shared = workers > 1 and _client_shares(server, client_cpu)
+    if point.get("serverWaitPercent", 0.0) > 3 * workers and not shared:
         noisy.append(f"the server waited {point['serverWaitPercent']:.0f}% of the time")
-    if point["clientWaitPercent"] > 5 and point["processes"] == 1:  # several wait for each other
+    if point["clientWaitPercent"] > 5 and point["processes"] == 1 and not shared:
+        # (several client processes wait for each other)
         noisy.append(f"the client waited {point['clientWaitPercent']:.0f}% of the time")
-    if point["othersCpuPercent"] > 10 and server.pid is not None:  # else the server is one
+    if point["othersCpuPercent"] > 10 and server.pids:  # else the server is one
         noisy.append(f"other processes used {point['othersCpuPercent']:.0f}% of a CPU")
     if noisy:
         warnings.append(
             "noisy: " + "; ".join(noisy) + " (for a CPU other processes held); repeat the run"
         )
-    if point.get("serverDuplicates"):
-        warnings.append(f"{point['serverDuplicates']} requests were answered from the reply cache")
+    if point.get("duplicateCheck", "ok") != "ok":
+        warnings.append(point["duplicateCheck"])
     if point["packetReuseSeconds"] < REPLY_CACHE_TTL:
         warnings.append(
             f"a packet recurs on its socket after {point['packetReuseSeconds']} s (< the "
@@ -1129,6 +1418,12 @@ def _warnings(point: dict[str, Any], server: ServerUnderTest, client_cpu: int | 
     if point["lost"]:
         warnings.append(f"{point['lost']} requests got no reply within the timeout")
     return warnings
+
+
+def _client_shares(server: ServerUnderTest, client_cpu: int | None) -> bool:
+    """Whether the client may run on a CPU a server is pinned to (or a server is unpinned)."""
+    cpus = {member.cpu for member in server.members}
+    return client_cpu is None or None in cpus or client_cpu in cpus
 
 
 # --------------------------------------------------------------------------------------------
@@ -1150,6 +1445,8 @@ def describe(point: dict[str, Any]) -> str:
         head = f"closed loop W={point['window']:<3}"
     else:
         head = f"open loop {point['targetRate']:,}/s"
+    if point.get("workers"):
+        head += f" workers={point['workers']}"
     lines = [
         f"{head} S={point['sockets']} P={point['processes']}: "
         f"{point['requestsPerSecond']:,} requests/s over {point['seconds']:.1f} s; latency ms "
@@ -1157,11 +1454,12 @@ def describe(point: dict[str, Any]) -> str:
         f"p99 {_ms(point['p99Microseconds'])} p99.9 {_ms(point['p999Microseconds'])}"
     ]
     server = []
+    summed = f" (sum of {point['workers']} servers)" if point.get("workers") else ""
     if "serverCpuPercent" in point:
-        server.append(f"server CPU {point['serverCpuPercent']:.0f}%")
+        server.append(f"server CPU {point['serverCpuPercent']:.0f}%{summed}")
     if "serverRssBytesBefore" in point:
         server.append(
-            f"RSS {point['serverRssBytesBefore'] / 2**20:.0f} -> "
+            f"RSS{summed} {point['serverRssBytesBefore'] / 2**20:.0f} -> "
             f"{point['serverRssBytesAfter'] / 2**20:.0f} MiB (anonymous "
             f"{point['serverRssAnonBytesBefore'] / 2**20:.0f} -> "
             f"{point['serverRssAnonBytesAfter'] / 2**20:.0f})"
@@ -1178,10 +1476,38 @@ def describe(point: dict[str, Any]) -> str:
     if point["late"]:
         server.append(f"late {point['late']}")
     server.append(f"wrong {point['wrong']}")
+    if "retransmissions" in point:
+        repeats = f"retransmissions {point['retransmissions']:,}"
+        if point["retransmissionReplies"] != point["retransmissions"]:
+            repeats += f" ({point['retransmissionReplies']:,} answered)"
+        if "serverDuplicates" in point:
+            verdict = "ok" if point.get("duplicateCheck") == "ok" else "MISMATCH"
+            repeats += f", server duplicates {point['serverDuplicates']:,} ({verdict})"
+        server.append(repeats)
     if point["mode"] == "open":
         server.append(f"client busy {point['clientBusyPercent']:.0f}% (not polling idle)")
         server.append(f"send lag p99 {point['sendLagP99Microseconds']:.0f} µs")
     lines.append("    " + ", ".join(server))
+    for number, process in enumerate(point.get("serverProcesses", ())):
+        figures = [f"pid {process['pid']} on CPU {process['cpu']}"]
+        if "cpuPercent" in process:
+            figures.append(
+                f"CPU {process['cpuPercent']:.0f}% (run-queue wait {process['waitPercent']:.1f}%)"
+            )
+        if process["rssBytesAfter"] is not None:
+            figures.append(
+                f"RSS {(process['rssBytesBefore'] or 0) / 2**20:.0f} -> "
+                f"{process['rssBytesAfter'] / 2**20:.0f} MiB (anonymous "
+                f"{(process['rssAnonBytesAfter'] or 0) / 2**20:.0f})"
+            )
+        if "replies" in process:
+            total = sum(other.get("replies", 0) for other in point["serverProcesses"])
+            share = 100 * process["replies"] / max(total, 1)
+            figures.append(f"{process['replies']:,} replies ({share:.0f}%)")
+        figures.extend(
+            f"{key} {process[key]:,}" for key in ("drops", "duplicates") if key in process
+        )
+        lines.append(f"    server {number}: " + ", ".join(figures))
     lines.extend(f"    WARNING {warning}" for warning in point["warnings"])
     lines.extend(f"    WRONG {problem}" for problem in point["problems"])
     return "\n".join(lines)
@@ -1213,14 +1539,33 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--server-commit", metavar="REV", help="start it from this git commit")
     server.add_argument("--server-source", metavar="DIR", help="start it from this checkout")
     server.add_argument("--server-cpu", type=int, default=0, help="its CPU (%(default)s)")
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the ports (reuse_port), on CPUs --server-cpu and up "
+        "(%(default)s)",
+    )
     client = parser.add_argument_group("the client")
-    client.add_argument("--client-cpu", type=int, default=1, help="its CPU (%(default)s)")
+    client.add_argument(
+        "--client-cpu",
+        type=int,
+        help="its CPU (default 1; with --workers, a CPU no server has, else none: shared)",
+    )
     client.add_argument("--processes", type=int, default=1, help="closed loop: processes")
     client.add_argument("--sockets", type=int, help="sockets (default: from window or rate)")
     client.add_argument(
         "--packets", type=int, default=200_000, help="distinct requests (%(default)s)"
     )
     client.add_argument("--seed", type=int, default=1, help="scenario seed (%(default)s)")
+    client.add_argument(
+        "--retransmit",
+        type=float,
+        default=RETRANSMIT_PERCENT,
+        metavar="PERCENT",
+        help="%% of sends that repeat a request byte for byte after its reply; 0: none "
+        "(%(default)s)",
+    )
     bounds = parser.add_argument_group("bounds and hygiene")
     bounds.add_argument(
         "--seconds", type=float, default=10.0, help="measured per point (%(default)s)"
@@ -1263,6 +1608,9 @@ def _sockets(args: argparse.Namespace, window: int, rate: float | None) -> int:
         wanted = 16  # 4096 Identifiers: a server stall of ~4096/rate s before a send waits
     else:
         wanted = min(32, max(4, window // 4))
+    if args.sockets is None and args.workers > 1:
+        # the kernel hashes each socket to one server: many sockets spread the load evenly
+        wanted = max(wanted, 16 * args.workers)
     wanted = max(wanted, args.processes)
     if rate is None:
         if window > 128 * wanted:
@@ -1369,9 +1717,19 @@ def _usable_cpu(cpu: int) -> int | None:
     return None
 
 
+def _client_cpu(args: argparse.Namespace, server_cpus: list[int | None]) -> int | None:
+    """--client-cpu; by default CPU 1, or with --workers a CPU no server has (None: any)."""
+    if args.client_cpu is not None:
+        return _usable_cpu(args.client_cpu)
+    if args.workers == 1:
+        return _usable_cpu(1)
+    free = sorted(os.sched_getaffinity(0) - {cpu for cpu in server_cpus if cpu is not None})
+    return free[0] if free else None
+
+
 def _settle(args: argparse.Namespace, server: ServerUnderTest) -> None:
     if args.settle > 0:
-        exclude = {os.getpid()} | ({server.pid} if server.pid is not None else set())
+        exclude = {os.getpid()} | server.pids
         busy = settle(exclude, args.settle)
         if busy is not None:
             print(f"  WARNING other processes still use {busy:.0f}% of a CPU: measuring anyway")
@@ -1412,10 +1770,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The open loop polls without sleeping to send on time (epoll sleeps in whole ms);
         # two such processes on one CPU would take turns and send late.
         raise SystemExit("the open loop (--rate, --half) runs one client process")
+    if args.workers < 1 or (args.workers > 1 and args.server):
+        raise SystemExit("--workers: at least 1, and only for a server started here")
+    if not 0 <= args.retransmit < 50:
+        raise SystemExit("--retransmit: a percentage in [0, 50)")
     if os.cpu_count() == 1:
         print("WARNING one CPU: client and server share it; figures are not comparable")
-    client_cpu = _usable_cpu(args.client_cpu)
-    server_cpu = None if args.server else _usable_cpu(args.server_cpu)
+    server_cpus: list[int | None] = []
+    if not args.server:
+        server_cpus = [_usable_cpu(args.server_cpu + n) for n in range(args.workers)]
+    server_cpu = server_cpus[0] if server_cpus else None
+    client_cpu = _client_cpu(args, server_cpus)
     load_average = os.getloadavg()
     if load_average[0] > 0.5:
         print(
@@ -1429,7 +1794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ", ".join(source_state["coreUncommittedChanges"])
             + " (--server-commit HEAD measures the last commit)"
         )
-    _REQUESTS = prepare(args.size, args.packets, args.seed)
+    _REQUESTS = prepare(args.size, args.packets, args.seed, args.retransmit)
     affinity = os.sched_getaffinity(0)
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})  # this process too, and the workers it forks
@@ -1446,16 +1811,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = _server_source(args, Path(workdir.name))
         # compiled extensions beside the server's code (a stale one in a working tree shows)
         source_state["serverExtensions"] = _extensions(source or ROOT)
-        server = ServerUnderTest.start(data, server_cpu, Path(workdir.name), source)
-        print(
-            f"server pid {server.pid} on CPU {server_cpu} ready in "
-            f"{time.perf_counter() - started:.1f} s: auth 127.0.0.1:{server.address[1]}, "
-            f"{SIZES[args.size]:,} SIMs; client on CPU {client_cpu}"
-        )
+        if args.workers == 1:
+            server = ServerUnderTest.start(data, server_cpu, Path(workdir.name), source)
+            print(
+                f"server pid {server.pid} on CPU {server_cpu} ready in "
+                f"{time.perf_counter() - started:.1f} s: auth 127.0.0.1:{server.address[1]}, "
+                f"{SIZES[args.size]:,} SIMs; client on CPU {client_cpu}"
+            )
+        else:
+            server = ServerGroup.start_group(data, server_cpus, Path(workdir.name), source)
+            print(
+                f"{args.workers} servers (reuse_port) pids "
+                + ", ".join(str(member.pid) for member in server.members)
+                + f" on CPUs {', '.join(str(cpu) for cpu in server_cpus)} ready in "
+                f"{time.perf_counter() - started:.1f} s: auth 127.0.0.1:{server.address[1]}, "
+                f"{SIZES[args.size]:,} SIMs each; client on "
+                + ("any CPU" if client_cpu is None else f"CPU {client_cpu}")
+            )
+            if _client_shares(server, client_cpu):
+                print(
+                    f"NOTE the client shares the servers' CPUs ({os.cpu_count()} CPUs, "
+                    f"{args.workers} servers): the figure is limited by the client and by CPU "
+                    "time shared with it, not the servers' capacity on "
+                    f"{args.workers} cores; run-queue waits are not counted as noise"
+                )
     rss_idle = server.rss_bytes(), server.rss_bytes("RssAnon")
     pauses: dict[str, Any] = {}
     if args.pause_check > 0:
-        cpus = sorted({cpu for cpu in (server_cpu, client_cpu) if cpu is not None})
+        cpus = sorted({cpu for cpu in (*server_cpus, client_cpu) if cpu is not None})
         _settle(args, server)
         pauses = machine_pauses(cpus, args.pause_check)
         print(
@@ -1534,7 +1917,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "server": "started" if workdir is not None else args.server,
             **source_state,
             "serverCpu": server_cpu,
+            "workers": args.workers,
+            "serverCpus": server_cpus,
             "clientCpu": client_cpu,
+            "retransmitPercent": args.retransmit,
             "serverRssBytesIdle": rss_idle[0],
             "serverRssAnonBytesIdle": rss_idle[1],
             "packets": args.packets,

@@ -10,6 +10,13 @@ The population, by ``i % 20``:
     12-17 no lock
     18    in the CHAP group "bench-chap" (user "dev", password "s3cret"), no lock
     19    plan01s with one virtual subscriber (VIRTUAL_BASE + i), locked with allowUnreported on
+
+The request mix (``MIX``, by weight) covers every path of the decision, plus a "stolen SIM
+storm": one strict-locked SIM (``storm_sim``) hammered from many devices, each request with
+another random IMEISV (``imei-mismatch``). Retransmissions are not a case of their own:
+``retransmissions()`` marks ~2% of the pre-built requests, which the load generator sends a
+second time, byte for byte, on the same socket and Identifier right after the first reply (the
+server answers them from its RFC 5080 reply cache, with the first reply's bytes).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ LOCK_BASE: Final = 35_000_000_000_000
 SECRET: Final = "bench-secret-0123456789abcdef"
 CHAP_GROUP: Final = Group("bench-chap", chap_username=b"dev", chap_password=b"s3cret")
 SIZES: Final = {"10k": 10_000, "1m": 1_000_000, "10m": 10_000_000}
+#: share of all sends that are a byte-for-byte retransmission (bench/load.py --retransmit)
+RETRANSMIT_PERCENT: Final = 2.0
 
 
 def rows(count: int) -> Iterator[SimRow]:
@@ -97,7 +106,13 @@ MIX: Final = (
     Case("unknown-imsi", 5, False, "unknown-subscriber"),
     Case("virtual-subscriber", 5, True, None),
     Case("chap-group", 10, True, None),
+    Case("stolen-sim-storm", 5, False, "imei-mismatch"),
 )
+
+
+def storm_sim(count: int) -> int:
+    """The one SIM of the "stolen-sim-storm" case: locked, allowUnreported off (``i % 20 == 0``)."""
+    return count // 2 // 20 * 20
 
 
 def request_for(case: Case, count: int, rng: random.Random) -> Request:
@@ -124,6 +139,16 @@ def request_for(case: Case, count: int, rng: random.Random) -> Request:
         return Request(imsi=str(IMSI_BASE + i), imei=f"{rng.randrange(10**14):014d}0", tbcd=True)
     if case.name == "unknown-imsi":
         return Request(imsi=str(IMSI_BASE + count + rng.randrange(10**6)))
+    if case.name == "stolen-sim-storm":
+        # Each request from another device: reporting body 35 (most real IMEIs), 12 random
+        # digits. (A random TAC could start "0387": as TBCD, octets "0x" first, which
+        # FreeRADIUS 3.2.1 reads as hex, rejecting imei-invalid; bench/peer.py compares.)
+        i = storm_sim(count)
+        device = 35 * 10**12 + rng.randrange(10**12)
+        while device == LOCK_BASE + i:  # not the device the SIM is locked to
+            device = 35 * 10**12 + rng.randrange(10**12)
+        imeisv = f"{device:014d}{rng.randrange(100):02d}"
+        return Request(imsi=str(IMSI_BASE + i), imei=imeisv, tbcd=rng.random() < 0.5)
     if case.name == "virtual-subscriber":
         return Request(imsi=str(VIRTUAL_BASE + pick(range(19, 20))))
     i = pick(range(18, 19))
@@ -139,7 +164,8 @@ def build_packets(
     """Pre-build ``total`` signed Access-Requests of the mix, each with its expected verdict.
 
     Identifiers cycle 0..255 and every packet has its own random authenticator, so that a
-    server sees each one as a new request, never a retransmission.
+    server sees each one as a new request, never a retransmission (bench/load.py adds those,
+    see ``retransmissions``).
     """
     rng = random.Random(seed)
     secret = Secret(SECRET.encode())
@@ -154,4 +180,32 @@ def build_packets(
     return packets
 
 
-__all__ = ["MIX", "NO_GROUP", "SECRET", "SIZES", "Case", "build_packets", "data_dir", "rows"]
+def retransmissions(total: int, percent: float = RETRANSMIT_PERCENT, seed: int = 1) -> bytes:
+    """Which of ``total`` pre-built requests (``build_packets``) are retransmitted: 1, else 0.
+
+    A marked request is sent once more, byte for byte (same socket, Identifier and
+    authenticator), right after its reply came back: the server answers it from its reply
+    cache, with the first reply's bytes. Of every sent request, ~``percent`` % are such repeats.
+    """
+    if percent <= 0:
+        return bytes(total)
+    if percent >= 50:
+        raise ValueError("at most one retransmission per request: percent < 50")
+    probability = percent / (100.0 - percent)  # per original request
+    rng = random.Random(f"retransmissions-{seed}")
+    return bytes(rng.random() < probability for _ in range(total))
+
+
+__all__ = [
+    "MIX",
+    "NO_GROUP",
+    "RETRANSMIT_PERCENT",
+    "SECRET",
+    "SIZES",
+    "Case",
+    "build_packets",
+    "data_dir",
+    "retransmissions",
+    "rows",
+    "storm_sim",
+]

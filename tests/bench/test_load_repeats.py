@@ -1,0 +1,166 @@
+"""bench/load.py's retransmissions and the scenario's stolen-SIM storm.
+
+The load generator runs against a small fake server (a thread in this process): it answers
+every Access-Request with the verdict the scenario expects and a Class carrying a counter, so
+that a request decided twice gets two different replies; with its reply cache on, it answers a
+repeated (address, Identifier, authenticator) with the first reply's bytes, as simgate does.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench import load
+from bench.scenarios import (
+    IMSI_BASE,
+    LOCK_BASE,
+    MIX,
+    SECRET,
+    request_for,
+    retransmissions,
+    storm_sim,
+)
+from core.radius.auth import Secret, sign_reply
+
+_CLASS = 25
+_REPLY_MESSAGE = 18
+SECRET_KEY = Secret(SECRET.encode())
+
+
+class FakeServer(load.ServerUnderTest):
+    """A RADIUS server in a thread; ``counters()`` reports its reply-cache hits."""
+
+    def __init__(self, requests: load.Requests, *, cache: bool) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        super().__init__(self.sock.getsockname())
+        self.requests = requests
+        self.cache = cache
+        self.index = {auth: index for index, auth in enumerate(requests.authenticators)}
+        self.replies: dict[tuple[Any, int], tuple[bytes, bytes]] = {}
+        self.duplicates = 0
+        self.decided = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                packet, address = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            identifier, authenticator = packet[1], packet[4:20]
+            key = (address, identifier)
+            cached = self.replies.get(key)
+            if self.cache and cached is not None and cached[0] == authenticator:
+                self.duplicates += 1
+                self.sock.sendto(cached[1], address)
+                continue
+            index = self.index[authenticator]
+            self.decided += 1
+            attributes = bytes((_CLASS, 10)) + self.decided.to_bytes(8, "big")
+            reason = self.requests.reasons[index]
+            if reason is not None:
+                attributes += bytes((_REPLY_MESSAGE, 2 + len(reason))) + reason
+            reply = sign_reply(
+                self.requests.codes[index], identifier, authenticator, attributes, SECRET_KEY
+            )
+            self.replies[key] = (authenticator, reply)
+            self.sock.sendto(reply, address)
+
+    def counters(self) -> dict[str, float]:
+        return {"duplicates": float(self.duplicates), "drops": 0.0}
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def requests() -> Iterator[load.Requests]:
+    load._REQUESTS = load.prepare("10k", 3000, seed=5, retransmit=20.0)
+    yield load._REQUESTS
+    load._REQUESTS = None
+
+
+def _run(server: FakeServer) -> dict[str, Any]:
+    plan = load.Plan(
+        window=16, sockets=4, processes=1, seconds=0.6, count=None, warmup=0.1, timeout=1.0
+    )
+    pool = load.SocketPool(server.address)
+    try:
+        return load.run_plan(plan, server, None, pool)
+    finally:
+        pool.close()
+        server.close()
+
+
+def test_retransmissions_are_answered_from_the_cache_and_counted(
+    requests: load.Requests,
+) -> None:
+    point = _run(FakeServer(requests, cache=True))
+    assert point["wrong"] == 0 and point["lost"] == 0, point["problems"]
+    assert point["retransmissions"] > 20
+    assert point["retransmissionReplies"] == point["retransmissions"]
+    assert point["serverDuplicates"] == point["retransmissions"]
+    assert point["duplicateCheck"] == "ok"
+    assert 0.1 < point["retransmissions"] / point["sent"] < 0.3  # ~20% of the sends
+    assert not any("duplicate" in warning for warning in point["warnings"])
+
+
+def test_a_retransmission_decided_again_is_wrong(requests: load.Requests) -> None:
+    point = _run(FakeServer(requests, cache=False))
+    assert point["retransmissions"] > 20 and point["lost"] == 0
+    # every repeat got a genuine reply to its request, but not the first reply's bytes
+    assert point["wrong"] == point["retransmissions"]
+    assert point["retransmissionReplies"] == 0
+    assert "decided again" in point["problems"][0]
+    assert point["duplicateCheck"] != "ok"
+    assert any("retransmissions sent" in warning for warning in point["warnings"])
+
+
+def test_retransmission_marks_are_about_the_share_asked() -> None:
+    marks = retransmissions(100_000, 2.0, seed=1)
+    repeats = sum(marks)
+    assert 0.018 < repeats / (100_000 + repeats) < 0.022
+    assert retransmissions(100_000, 2.0, seed=1) == marks  # deterministic
+    assert sum(retransmissions(1000, 0.0)) == 0
+
+
+def test_the_storm_hammers_one_strict_locked_sim_from_many_devices() -> None:
+    (storm,) = [case for case in MIX if case.name == "stolen-sim-storm"]
+    assert (storm.accept, storm.reason) == (False, "imei-mismatch")
+    assert 4 <= 100 * storm.weight / sum(case.weight for case in MIX) <= 6
+    count = 10_000
+    sim = storm_sim(count)
+    assert sim % 20 < 8  # locked, allowUnreported off
+    rng = random.Random(3)
+    built = [request_for(storm, count, rng) for _ in range(500)]
+    assert {request.imsi for request in built} == {str(IMSI_BASE + sim)}
+    devices = {request.imei[:14] for request in built if request.imei is not None}
+    assert len(devices) == 500 and f"{LOCK_BASE + sim:014d}" not in devices
+
+
+def test_server_group_sums() -> None:
+    first = {"drops": 1.0, "duplicates": 2.0, "replies": 10.0, "rcvbufErrors": 7.0}
+    second = {"drops": 3.0, "duplicates": 4.0, "replies": 20.0, "rcvbufErrors": 7.0}
+    # the kernel's RcvbufErrors is the host's: every server reports the same figure
+    assert load._sum_counters([first, second]) == {
+        "drops": 4.0,
+        "duplicates": 6.0,
+        "replies": 30.0,
+        "rcvbufErrors": 7.0,
+    }
+    assert load._sum_pairs([(1.0, 0.5), (2.0, 0.25)]) == (3.0, 0.75)
+    assert load._sum_pairs([(1.0, 0.5), None]) is None
+    assert load._sum_rss([(10, 4), (20, 6)]) == (30, 10)
+    assert load._sum_rss([(10, 4), (None, None)]) == (None, None)
