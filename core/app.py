@@ -218,6 +218,8 @@ class Server:
             "sims": 0 if self.writes is None else self.writes.live.sim_count,
             "snapshotSequence": 0 if self.writes is None else self.writes.live.base.seq,
             "sequence": 0 if self.writes is None else self.writes.live.seq,
+            # SIM documents (the admin API) are served once the background check has passed
+            "coldSectionVerified": self.writes is not None and self.writes.live.base.cold_verified,
             "ports": {"auth": self.auth_port, "acct": self.acct_port, "http": self.http_port},
         }
 

@@ -147,9 +147,22 @@ class MappedSnapshot(NamedTuple):
         section = self.header.sections[number]
         end = section.offset + section.length
         crc = 0
-        with memoryview(self.buffer) as view:
-            for start in range(section.offset, end, _CHUNK):
-                crc = zlib.crc32(view[start : min(start + _CHUNK, end)], crc)
+        buffer = self.buffer
+        # The map is advised MADV_RANDOM (probes read no pages ahead); a sequential pass over a
+        # section that is not in the page cache would then read it 4 KiB at a time.
+        advise = isinstance(buffer, mmap.mmap) and hasattr(mmap, "MADV_SEQUENTIAL") and end > 0
+        first = section.offset - section.offset % mmap.PAGESIZE
+        if advise:
+            assert isinstance(buffer, mmap.mmap)
+            buffer.madvise(mmap.MADV_SEQUENTIAL, first, end - first)
+        try:
+            with memoryview(buffer) as view:
+                for start in range(section.offset, end, _CHUNK):
+                    crc = zlib.crc32(view[start : min(start + _CHUNK, end)], crc)
+        finally:
+            if advise:
+                assert isinstance(buffer, mmap.mmap)
+                buffer.madvise(mmap.MADV_RANDOM, first, end - first)
         if crc != section.crc:
             where = self.path if self.path is not None else Path("<memory>")
             raise SnapshotError(where, f"section {SECTION_NAMES[number]!r} checksum mismatch")

@@ -268,6 +268,17 @@ async def test_metrics_and_health_over_http(server: Server) -> None:
     assert health["status"] == "ok" and health["sims"] == 13
 
 
+async def test_health_says_when_the_cold_section_has_been_checked(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as http:
+        for _ in range(100):  # the check runs in a thread after start-up
+            health = (await http.get("/healthz")).json()
+            if health["coldSectionVerified"]:
+                break
+            await asyncio.sleep(0.02)
+    assert health["coldSectionVerified"] is True
+    assert server.writes is not None and server.writes.live.base.cold_verified
+
+
 # -- helpers ----------------------------------------------------------------------------------
 
 
