@@ -687,6 +687,7 @@ def decide(
     pipeline.cache.expire(float("inf"))  # no reply cached by an earlier run: no duplicates
     handle = pipeline.handle
     collections = Collections()  # as the server collects: young generations between batches
+    collections.start()
     chunks = [work[at : at + chunk] for at in range(0, len(work), chunk)]
     clock = time.perf_counter
     calls = 0

@@ -68,7 +68,7 @@ class Server:
         self.acct_port = 0
         self.http_port = 0
         self._protocols: list[udp.Port] = []
-        self._collections = udp.Collections()
+        self.collections = udp.Collections()
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: _Uvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -105,10 +105,11 @@ class Server:
         self.auth_port = auth_sock.getsockname()[1]
         self.acct_port = acct_sock.getsockname()[1]
         for pipeline, sock in zip(self.pipelines, (auth_sock, acct_sock), strict=True):
-            self._protocols.append(await udp.serve(pipeline, sock, self._collections))
+            self._protocols.append(await udp.serve(pipeline, sock, self.collections))
         await self._start_http(clients)
         self._tasks.append(asyncio.create_task(udp.sweep(self.pipelines)))
         self._tasks.append(asyncio.create_task(self._verify_cold()))
+        self._tasks.append(asyncio.create_task(self.collections.run()))
         drop_log = udp.DropLog(self.pipelines, self.config.log.drop_interval)
         self._tasks.append(asyncio.create_task(drop_log.run()))
         for warning in self.config.warnings:
@@ -257,6 +258,7 @@ async def run(config: Config) -> None:
     # while they are still in the CPU cache; a young generation of 50,000 made each collection
     # walk them cold, 20-37 ms every few seconds at 17,000 requests/s (bench/load.py, p99.9).
     gc.freeze()
+    server.collections.start()
     try:
         await stopping.wait()
     finally:

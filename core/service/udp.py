@@ -51,6 +51,8 @@ def _load_datagrams() -> ModuleType | None:
 datagrams: Final = _load_datagrams()
 #: batches taken per readiness callback before the loop's other work gets a turn
 _BATCHES_PER_TURN: Final = 8
+#: an old-generation threshold the count never reaches: full collections only by Collections
+_NEVER: Final = 1 << 30
 
 
 class Collections:
@@ -69,7 +71,8 @@ class Collections:
     last snapshot among them (a few per written SIM), so it runs only every ``full_every``
     seconds: run from here every 128,000 datagrams it cost the decisions 13-20% while writes
     ran (bench/writes.py). Compaction empties the overlay, and reference counting frees it.
-    The interpreter's own thresholds stay as a safety net for allocations elsewhere.
+    ``start()`` takes full collections away from the interpreter's own trigger; its young and
+    middle thresholds stay as a safety net for allocations elsewhere.
     """
 
     __slots__ = ("_count", "_last_full", "_pending", "every", "full_every")
@@ -80,6 +83,25 @@ class Collections:
         self._pending = 0
         self._count = 0
         self._last_full = monotonic()
+
+    def start(self) -> None:
+        """Take the full collections over from the interpreter: its trigger fires on bursts of
+        allocation (an API call, a write) whenever enough objects reached the old generation,
+        and then walks all of them on the datagram path."""
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, _NEVER)
+
+    def full_if_due(self) -> None:
+        """A full collection if ``full_every`` has passed (a timer calls it: no traffic needed)."""
+        if monotonic() - self._last_full >= self.full_every:
+            self._last_full = monotonic()
+            gc.collect(2)
+
+    async def run(self, interval: float = 60.0) -> None:
+        """Call full_if_due() forever (cancel to stop)."""
+        while True:
+            await asyncio.sleep(interval)
+            self.full_if_due()
 
     def datagrams(self, count: int) -> None:
         self._pending += count

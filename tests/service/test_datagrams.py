@@ -285,3 +285,28 @@ async def test_without_reuse_port_a_second_server_cannot_start(start_server: Ser
     first: Server = await start_server()
     with pytest.raises(StartupError, match=r"radius\.auth_port: cannot bind"):
         await start_server(auth_port=first.auth_port)
+
+
+def test_full_collections_are_taken_from_the_interpreter_and_run_on_a_timer() -> None:
+    saved = gc.get_threshold()
+    generations: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    collections = udp.Collections(full_every=3600.0)
+    try:
+        collections.start()
+        young, middle, old = gc.get_threshold()
+        assert (young, middle) == saved[:2] and old >= 1 << 30  # the count never gets there
+        gc.callbacks.append(watch)
+        collections.full_if_due()
+        assert 2 not in generations  # not due yet
+        collections.full_every = 0.0
+        collections.full_if_due()
+        assert 2 in generations
+    finally:
+        if watch in gc.callbacks:
+            gc.callbacks.remove(watch)
+        gc.set_threshold(*saved)
