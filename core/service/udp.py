@@ -22,6 +22,7 @@ import asyncio
 import gc
 import os
 import socket
+from collections.abc import Callable
 from time import monotonic, perf_counter
 from types import ModuleType
 from typing import Any, Final, cast
@@ -117,6 +118,44 @@ class Collections:
                 gc.collect(2)
 
 
+class DelayedRejects:
+    """The timer that sends a pipeline's rejects once their ``reject_delay`` has passed.
+
+    Both receivers use it: ``due()`` after handling datagrams (one timer at a time, set for the
+    oldest), ``wake()`` for a reject that finished outside a datagram (after a durable write),
+    ``flush()`` at shutdown (everything still waiting goes out at once).
+    """
+
+    def __init__(self, pipeline: Pipeline, send: Callable[[bytes, Address], object]) -> None:
+        self._pipeline = pipeline
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def due(self, now: float) -> None:
+        if self._timer is None and self._pipeline.delayed:
+            delay = max(0.0, self._pipeline.delayed[0].due - now)
+            self._timer = self._loop.call_later(delay, self._fire)
+
+    def wake(self) -> None:
+        self.due(perf_counter())
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = perf_counter()
+        send = self._send
+        for item in self._pipeline.due_rejects(now):
+            send(item.reply, item.address)
+        self.due(now)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for item in self._pipeline.due_rejects(float("inf")):
+            self._send(item.reply, item.address)
+
+
 class RadiusProtocol(asyncio.DatagramProtocol):
     """Feeds datagrams to a ``Pipeline`` and sends what it returns."""
 
@@ -127,15 +166,15 @@ class RadiusProtocol(asyncio.DatagramProtocol):
         self._handle = pipeline.handle
         self._stats = pipeline.stats
         self._sendto: Any = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
+        self._rejects: DelayedRejects | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The stock loop's datagram transport does not subclass DatagramTransport in 3.11.
         self.transport = cast(asyncio.DatagramTransport, transport)
         self._sendto = self.transport.sendto
         self.pipeline.send = self._sendto  # replies that finish after a durable write
-        self.pipeline.wake = self._wake
+        self._rejects = DelayedRejects(self.pipeline, self._sendto)
+        self.pipeline.wake = self._rejects.wake
         if hasattr(transport, "max_size"):
             # perf: the stock loop receives into a fresh 256 KiB buffer per datagram; RADIUS
             # packets are at most 4096 octets (PERF-NOTES: 3-4x throughput).
@@ -151,8 +190,8 @@ class RadiusProtocol(asyncio.DatagramProtocol):
             return
         if reply is not None:
             self._sendto(reply, addr)
-        elif self.pipeline.delayed and self._timer is None:
-            self._schedule(start)
+        elif self.pipeline.delayed and self._rejects is not None:
+            self._rejects.due(start)
         self._stats.observe(perf_counter() - start)
         self._collections.datagrams(1)
 
@@ -160,31 +199,11 @@ class RadiusProtocol(asyncio.DatagramProtocol):
         # ICMP port unreachable from a client that went away: nothing to do for UDP.
         pass
 
-    def _wake(self) -> None:
-        if self._timer is None and self.pipeline.delayed:
-            self._schedule(perf_counter())
-
-    def _schedule(self, now: float) -> None:
-        delay = max(0.0, self.pipeline.delayed[0].due - now)
-        self._timer = self._loop.call_later(delay, self._send_due)
-
-    def _send_due(self) -> None:
-        self._timer = None
-        now = perf_counter()
-        sendto = self._sendto
-        for item in self.pipeline.due_rejects(now):
-            sendto(item.reply, item.address)
-        if self.pipeline.delayed:
-            self._schedule(now)
-
     def close(self) -> None:
         """Send the rejects still waiting for their delay, then close the socket."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._rejects is not None:
+            self._rejects.flush()
         if self.transport is not None:
-            for item in self.pipeline.due_rejects(float("inf")):
-                self._sendto(item.reply, item.address)
             self.transport.close()
 
 
@@ -209,9 +228,9 @@ class BatchedPort:
         self._pump = module.Pump(sock.fileno(), pipeline.handle, DURATION_BOUNDS)
         self._batch = 64
         self._collections = collections
-        self._timer: asyncio.TimerHandle | None = None
+        self._rejects = DelayedRejects(pipeline, self._send)
         pipeline.send = self._send
-        pipeline.wake = self._wake
+        pipeline.wake = self._rejects.wake
         pipeline.stats.refreshers.append(self.take_counters)
         self._loop.add_reader(sock.fileno(), self._readable)
 
@@ -229,8 +248,8 @@ class BatchedPort:
             self.pipeline.stats.drops[Drop.INTERNAL_ERROR] += 1
             _log_internal_error(error)
         self._collections.datagrams(received)
-        if self.pipeline.delayed and self._timer is None:
-            self._schedule(perf_counter())
+        if self.pipeline.delayed:
+            self._rejects.due(perf_counter())
 
     def _send(self, reply: bytes, address: Address) -> None:
         """Send one reply outside a batch (after a durable write, or a reject's delay)."""
@@ -252,30 +271,10 @@ class BatchedPort:
             _log_internal_error(error)
         stats.drops[Drop.REPLY_NOT_SENT] += send_failed
 
-    def _wake(self) -> None:
-        if self._timer is None and self.pipeline.delayed:
-            self._schedule(perf_counter())
-
-    def _schedule(self, now: float) -> None:
-        delay = max(0.0, self.pipeline.delayed[0].due - now)
-        self._timer = self._loop.call_later(delay, self._send_due)
-
-    def _send_due(self) -> None:
-        self._timer = None
-        now = perf_counter()
-        for item in self.pipeline.due_rejects(now):
-            self._send(item.reply, item.address)
-        if self.pipeline.delayed:
-            self._schedule(now)
-
     def close(self) -> None:
         """Send the rejects still waiting for their delay, then close the socket."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._loop.remove_reader(self._sock.fileno())
-        for item in self.pipeline.due_rejects(float("inf")):
-            self._send(item.reply, item.address)
+        self._rejects.flush()
         self.take_counters()
         self.pipeline.stats.refreshers.remove(self.take_counters)
         self._sock.close()
