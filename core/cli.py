@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-BENCHMARKS = ("micro", "load", "peer", "writes", "plots")
+BENCHMARKS = ("micro", "load", "peer", "writes", "spawn", "plots")
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -134,7 +134,8 @@ class Compactor:
         # subprocess, not the event loop's subprocess support: uvloop spawns with fork(), which
         # copies the page tables of the whole server (the mapped snapshot, sessions) while the
         # loop waits: 37-43 ms with 1 GiB touched. subprocess uses vfork(), here in a worker
-        # thread: the loop saw at most 0.9 ms (Popen on the loop's own thread: 3-6 ms).
+        # thread: the loop saw at most 0.3-0.9 ms (Popen on the loop's thread: 3-6 ms;
+        # bench/spawn.py).
         command = [
             sys.executable,
             "-m",
