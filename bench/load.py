@@ -280,6 +280,28 @@ class Worker:
 
     # -- receiving ---------------------------------------------------------------------------
 
+    def _check(
+        self, number: int, reply: bytes, entry: tuple[Any, ...], repeats: dict[int, Any]
+    ) -> bool:
+        """Verify a reply to ``entry`` (authenticators, code, reason; a retransmission's must be
+        the first reply); return whether it counts. A request marked for retransmission is
+        queued in ``repeats``: the next send on this socket and Identifier."""
+        index = entry[0]
+        if index < 0:  # a retransmission: its reply must be the first one
+            return self._repeated(number, reply, entry)
+        requests = self.requests
+        if not verify_reply(reply, requests.authenticators[index], self.secret):
+            self._mismatch(number, reply, entry)
+            return False
+        code = reply[0]
+        if code != requests.codes[index] or (
+            code == _REJECT and _reply_message(reply) != requests.reasons[index]
+        ):
+            self._wrong_verdict(index, reply)
+        if self.retransmit[index]:
+            repeats[reply[1]] = (index, reply)
+        return True
+
     def _repeated(self, number: int, reply: bytes, entry: tuple[Any, ...]) -> bool:
         """The reply on a retransmission's Identifier: True when it answers the retransmission.
 
@@ -369,16 +391,13 @@ class Worker:
 
     def _closed(self, start: float, conn: Connection) -> None:
         plan = self.plan
-        requests = self.requests
-        authenticators, codes, reasons = requests.authenticators, requests.codes, requests.reasons
-        secret = self.secret
+        check = self._check
         clock = time.perf_counter
         outcome = self.outcome
         latencies = outcome.latencies
         append = latencies.append
         inflight_of = self.inflight
         poller = select.epoll()
-        retransmit = self.retransmit
         by_fd = {}
         for number, sock in enumerate(self.sockets):
             poller.register(sock.fileno(), select.EPOLLIN)
@@ -420,22 +439,9 @@ class Worker:
                     if entry is None:
                         self._mismatch(number, reply, entry)
                         continue
-                    index = entry[0]
                     sent_at = entry[1]
-                    if index < 0:  # a retransmission: its reply must be the first one
-                        if not self._repeated(number, reply, entry):
-                            continue
-                    elif not verify_reply(reply, authenticators[index], secret):
-                        self._mismatch(number, reply, entry)
+                    if not check(number, reply, entry, repeats):
                         continue
-                    else:
-                        code = reply[0]
-                        if code != codes[index] or (
-                            code == _REJECT and _reply_message(reply) != reasons[index]
-                        ):
-                            self._wrong_verdict(index, reply)
-                        if retransmit[index]:
-                            repeats[reply[1]] = (index, reply)  # the next send on this socket
                     if measuring:
                         append(now - sent_at)
                         completed += 1
@@ -476,16 +482,13 @@ class Worker:
     def _open(self, start: float, conn: Connection) -> None:
         plan = self.plan
         assert self.rate is not None
-        requests = self.requests
-        authenticators, codes, reasons = requests.authenticators, requests.codes, requests.reasons
-        secret = self.secret
+        check = self._check
         clock = time.perf_counter
         outcome = self.outcome
         append = outcome.latencies.append
         lag = outcome.lags.append
         inflight_of = self.inflight
         poller = select.epoll()
-        retransmit = self.retransmit
         by_fd = {}
         for number, sock in enumerate(self.sockets):
             poller.register(sock.fileno(), select.EPOLLIN)
@@ -558,22 +561,9 @@ class Worker:
                     if entry is None:
                         self._mismatch(number, reply, entry)
                         continue
-                    index = entry[0]
                     intended = entry[1]
-                    if index < 0:  # a retransmission: its reply must be the first one
-                        if not self._repeated(number, reply, entry):
-                            continue
-                    elif not verify_reply(reply, authenticators[index], secret):
-                        self._mismatch(number, reply, entry)
+                    if not check(number, reply, entry, repeats):
                         continue
-                    else:
-                        code = reply[0]
-                        if code != codes[index] or (
-                            code == _REJECT and _reply_message(reply) != reasons[index]
-                        ):
-                            self._wrong_verdict(index, reply)
-                        if retransmit[index]:
-                            repeats[reply[1]] = (index, reply)  # sent in one of the next slots
                     if measure_from <= intended < measure_until:
                         append(now - intended)
                         completed += 1
