@@ -12,7 +12,8 @@ Invariants:
 - The store's memory is bounded: at most ``capacity`` events in all and ``per_sim`` per SIM; the
   oldest go first (an event evicted for the per-SIM cap frees its global slot, so one SIM's
   "stolen SIM storm" never pushes the other SIMs' history out).
-- Events carry text (the primary IMSI, IMEIs as 15 digits with the Luhn digit), never bytes.
+- Events carry raw values (identities as integers, the NAS as received); ``to_json`` formats
+  them (the primary IMSI and IMEIs as 15 digits, the NAS as text) when someone looks.
 
 Must not: import the RADIUS codec or the admission policy (the device identity helpers of
 ``core.policy.imei`` are stdlib-only and shared by everyone); perform I/O (``core.service.webhook``
@@ -31,29 +32,34 @@ from typing import Any, ClassVar, Final, NamedTuple
 import structlog
 
 from core.policy.imei import format_identity
+from core.service.sessions import describe_nas
 from core.service.stats import EventDrop, Stats
 
 log = structlog.get_logger("simgate.events")
 
 #: one stolen SIM reports the same identities over and over: format each once
 _formatted: Final = functools.lru_cache(maxsize=4096)(format_identity)
+_new: Final = tuple.__new__
 
 
 class _RejectedFields(NamedTuple):
     sim_id: str
-    imsi: str  # the SIM's primary IMSI, also for a virtual subscriber (DESIGN §2.7)
+    imsi: int  # the SIM's primary IMSI, also for a virtual subscriber (DESIGN §2.7)
     reason: str  # "imei-mismatch" | "imei-not-reported" | "imei-invalid"
-    reported: str | None  # 15 digits; None when not reported; the value as sent when invalid
-    locked: str  # 15 digits with the Luhn digit
-    nas: str | None
+    reported: int  # device identity (policy.imei: 0 not reported, -1 invalid)
+    raw: bytes | None  # the 3GPP-IMEISV as received, kept only when it is invalid
+    lock: int  # the SIM's 14-digit lock identity
+    nas: bytes  # the NAS attribute as received (sessions.describe_nas formats it)
     time: float  # Unix seconds
 
 
 class ImeiLockRejected(_RejectedFields):
     """An Access-Request rejected at DESIGN §2 step 6 (the IMEI lock).
 
-    A tuple of text and numbers, like the session events, so that the store can keep it in a
-    form the garbage collector does not track (see ``EventStore``).
+    A tuple of raw values, like the session events: a stolen SIM's storm builds one per
+    request, so the text (IMEIs with their Luhn digit, the NAS) waits for ``to_json``, off the
+    datagram path. Numbers and bytes only, so that the store can keep it in a form the garbage
+    collector does not track (see ``EventStore``).
     """
 
     __slots__ = ()
@@ -64,11 +70,11 @@ class ImeiLockRejected(_RejectedFields):
         return {
             "event": self.kind,
             "simId": self.sim_id,
-            "imsi": self.imsi,
+            "imsi": f"{self.imsi:015d}",
             "reason": self.reason,
-            "reported": self.reported,
-            "locked": self.locked,
-            "nas": self.nas,
+            "reported": reported_text(self.reported, self.raw),
+            "locked": _formatted(self.lock),
+            "nas": describe_nas(self.nas),
             "time": self.time,
         }
 
@@ -141,23 +147,27 @@ def imei_lock_rejected(
     reported: int,
     raw: bytes | None,
     lock: int,
-    nas: str | None,
+    nas: bytes,
     time: float,
 ) -> ImeiLockRejected:
     """Build the event of a step-6 reject from the verdict's facts.
 
     ``reported`` is the verdict's identity (0 not reported, -1 invalid), ``raw`` the
-    3GPP-IMEISV value as received (shown when it is invalid), ``lock`` the SIM's 14-digit lock.
+    3GPP-IMEISV value as received (kept only when it is invalid, to be shown as sent), ``lock``
+    the SIM's 14-digit lock, ``nas`` the NAS attribute as received (b"" if none).
     """
+    kept = raw if reported < 0 else None
+    return _new(ImeiLockRejected, (sim_id, primary_imsi, reason, reported, kept, lock, nas, time))
+
+
+def reported_text(reported: int, raw: bytes | None) -> str | None:
+    """The reported identity as an event shows it: 15 digits, None when not reported, and an
+    invalid value as it was sent."""
     if reported > 0:
-        text: str | None = _formatted(reported)
-    elif reported < 0 and raw is not None:
-        text = describe(raw)
-    else:
-        text = None
-    return ImeiLockRejected(
-        sim_id, f"{primary_imsi:015d}", reason, text, _formatted(lock), nas, time
-    )
+        return _formatted(reported)
+    if reported < 0 and raw is not None:
+        return describe(raw)
+    return None
 
 
 def describe(raw: bytes) -> str:
@@ -187,8 +197,9 @@ class EventStore:
     hand; the simId lives in the SIM's cold document and is only looked up off the hot path.
 
     Nothing kept here is tracked by the garbage collector: an event is stored as a plain tuple
-    of text and numbers (its class replaced by a small code), which CPython stops tracking, and
-    a SIM's sequence numbers as 8-octet integers in a ``bytearray`` (an ``array`` is tracked).
+    of text, numbers and bytes (its class replaced by a small code), which CPython stops
+    tracking, and a SIM's sequence numbers as 8-octet integers in a ``bytearray`` (an
+    ``array`` is tracked).
     A store of 100,000 tracked objects made every collection of the old generation take tens of
     milliseconds, all of it on the datagram path (bench/load.py, p99 at half the peak).
 
@@ -271,7 +282,7 @@ class EventHub:
         self, event: Event, actions: tuple[str, ...] = (), webhook_url: str | None = None
     ) -> None:
         """Store ``event`` and start its actions; return at once, never raise."""
-        self.store.append(int(event.imsi), event)
+        self.store.append(event.imsi, event)
         for action in actions:
             try:
                 if action == "webhook":

@@ -24,7 +24,7 @@ import structlog
 from core.policy.verdict import Effect, Reason, Verdict
 from core.service.commit import CommitLoop
 from core.service.events import EventHub, imei_lock_rejected
-from core.service.sessions import Sessions, describe_nas
+from core.service.sessions import Sessions
 from core.store.commands import CommandError, SetLock, SetStatus
 from core.store.live import LiveTable
 from core.store.records import Status, Subscriber
@@ -96,7 +96,7 @@ class Reactions:
             reported=verdict.reported,
             raw=raw_imeisv,
             lock=subscriber.lock,
-            nas=describe_nas(nas),
+            nas=nas,  # raw: formatted when someone reads the event
             time=self._clock(),
         )
         if group is None or not group.on_imei_lock_rejected:

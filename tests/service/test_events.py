@@ -47,7 +47,7 @@ def key(sim_id: str) -> int:
 
 def file(store: EventStore, event: ImeiLockRejected) -> None:
     """File an event the way the hub does: under its SIM's primary IMSI."""
-    store.append(int(event.imsi), event)
+    store.append(event.imsi, event)
 
 
 def rejected(sim_id: str = SIM, when: float = 1_700_000_000.0) -> ImeiLockRejected:
@@ -58,7 +58,7 @@ def rejected(sim_id: str = SIM, when: float = 1_700_000_000.0) -> ImeiLockReject
         reported=OTHER,
         raw=b"3500000000000100",
         lock=LOCKED,
-        nas="10.0.0.1",
+        nas=bytes((4, 6, 10, 0, 0, 1)),  # NAS-IP-Address 10.0.0.1 as received
         time=when,
     )
 
@@ -98,11 +98,12 @@ def test_reported_text(reason: str, reported: int, raw: bytes | None, expected: 
         reported=reported,
         raw=raw,
         lock=LOCKED,
-        nas=None,
+        nas=b"",
         time=1.0,
     )
-    assert event.reported == expected
-    assert event.locked == "353879234252633"
+    assert event.to_json()["reported"] == expected
+    assert event.to_json()["locked"] == "353879234252633"
+    assert event.to_json()["nas"] is None
 
 
 @pytest.mark.parametrize(
