@@ -1307,6 +1307,9 @@ def _point(
         point["clientBusyPercent"] = round(100 * busy / window, 1)
         lags = sorted(outcome.lags)
         point["sendLagP99Microseconds"] = _microseconds(_percentile(lags, 0.99)) or 0.0
+        point["sendLagP999Microseconds"] = _microseconds(_percentile(lags, 0.999)) or 0.0
+        late = sum(1 for lag in lags if lag > 0.001)
+        point["sendsLateOver1msPercent"] = round(100 * late / max(1, len(lags)), 3)
         point["blockedSends"] = outcome.blocked
     point["clientCpuPercent"] = round(100 * outcome.client_cpu_seconds / window, 1)
     point["clientWaitPercent"] = round(100 * outcome.client_wait_seconds / window, 1)
@@ -1480,7 +1483,11 @@ def describe(point: dict[str, Any]) -> str:
         server.append(repeats)
     if point["mode"] == "open":
         server.append(f"client busy {point['clientBusyPercent']:.0f}% (not polling idle)")
-        server.append(f"send lag p99 {point['sendLagP99Microseconds']:.0f} µs")
+        server.append(
+            f"send lag p99 {point['sendLagP99Microseconds']:.0f} µs, "
+            f"p99.9 {point['sendLagP999Microseconds']:.0f} µs, "
+            f"{point['sendsLateOver1msPercent']:.2f}% of sends > 1 ms late"
+        )
     lines.append("    " + ", ".join(server))
     for number, process in enumerate(point.get("serverProcesses", ())):
         figures = [f"pid {process['pid']} on CPU {process['cpu']}"]
