@@ -2,8 +2,9 @@
 
 ``core/radius/_speedups.c`` speeds up the hot path (parse, Message-Authenticator, reply
 signing); ``core/store/_index.c`` looks IMSIs up in a mapped snapshot;
+``core/service/_sessions.c`` keeps each SIM's session in a slot written in place;
 ``core/service/_datagrams.c`` (Linux) receives and answers datagrams in batches.
-Both are optional: without a C compiler the build skips them and simgate runs its pure-Python
+All are optional: without a C compiler the build skips them and simgate runs its pure-Python
 code and the event loop's datagram transport, which behave the same (core/radius/native.py,
 core/service/udp.py).
 """
@@ -22,6 +23,14 @@ extensions = [
         optional=True,
     )
 ]
+extensions.append(
+    Extension(
+        "core.service._sessions",
+        sources=["core/service/_sessions.c"],
+        extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
+        optional=True,
+    )
+)
 extensions.append(
     Extension(
         "core.store._index",

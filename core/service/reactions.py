@@ -50,7 +50,7 @@ class Reactions:
         self._live = live
         self._commit = commit
         self.sessions = sessions
-        self._sessions = sessions.by_sim
+        self._record = sessions.record
         self.hub = hub
         self._clock = clock  # wall clock (unix seconds) for sessions and events
         self._sim_ids: dict[int, str] = {}  # primary IMSI -> simId, bounded
@@ -64,16 +64,15 @@ class Reactions:
     ) -> None:
         """Record the SIM's new session; start the activation an accept asks for."""
         primary = subscriber.primary_imsi
-        session = (
+        self._record(
+            primary,
             session_id,
             subscriber.imsi,
             verdict.reported,
             nas,
             subscriber.framed_ip,
             self._clock(),
-            True,
         )
-        self._sessions[primary] = session  # perf: Sessions.created inlined; a plain tuple
         if verdict.effects & Effect.ACTIVATE and primary not in self._activating:
             self._activating.add(primary)
             self._write(

@@ -5,17 +5,19 @@ reported (``set_imei_lock`` without an IMEI locks to it), the IMSI it used, NAS,
 session id carried in ``Class``, and whether it is online.
 
 Invariants: keyed by the SIM's primary IMSI (a virtual subscriber's session is its SIM's, as
-everywhere else); recording one is a tuple and a dict store, cheap enough for every accept.
-Sessions are runtime state, not journaled: after a restart a SIM is offline until its next
-session, as on a real packet core after a gateway restart.
+everywhere else); recording one writes a slot in place (core/service/_sessions.c; a tuple in a
+dict without it), cheap enough for every accept. Sessions are runtime state, not journaled:
+after a restart a SIM is offline until its next session, as on a real packet core after a
+gateway restart.
 
 Must not: import asyncio, the codec or the admin API.
 """
 
 from __future__ import annotations
 
+import os
 import socket
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 _NAS_IP_ADDRESS: Final = 4
 
@@ -30,9 +32,6 @@ class Session(NamedTuple):
     online: bool
 
 
-_new: Final = tuple.__new__
-
-
 def describe_nas(raw: bytes) -> str | None:
     """Format a NAS attribute kept raw: NAS-IP-Address as dotted quad, NAS-Identifier as text."""
     if len(raw) < 3:
@@ -42,34 +41,96 @@ def describe_nas(raw: bytes) -> str | None:
     return raw[2:].decode("utf-8", "replace")
 
 
-class Sessions:
-    """The latest session of each SIM, by primary IMSI."""
+SessionRow = tuple[int, int, int, bytes, int, float, bool]  # Session's fields, a plain tuple
 
-    def __init__(self) -> None:
-        # Plain tuples, not Session instances: the garbage collector stops tracking a plain
-        # tuple of atomic values, but never a NamedTuple's. With one entry per SIM seen,
-        # tracked entries made full collections take 20-100 ms (bench/load.py, p99).
-        self.by_sim: dict[int, tuple[Any, ...]] = {}
+
+class PythonSessions:
+    """The latest session of each SIM as a dict of plain tuples: the specification of the C
+    ``SessionTable`` (core/service/_sessions.c), and what runs without it.
+
+    Plain tuples, not Session instances: the garbage collector stops tracking a plain tuple of
+    atomic values, but never a NamedTuple's. With one entry per SIM seen, tracked entries made
+    full collections take 20-100 ms (bench/load.py, p99).
+    """
+
+    def __init__(self, expected: int = 0) -> None:
+        self.by_sim: dict[int, SessionRow] = {}
 
     def __len__(self) -> int:
         return len(self.by_sim)
 
+    def record(
+        self,
+        primary: int,
+        session_id: int,
+        imsi: int,
+        reported: int,
+        nas: bytes,
+        framed_ip: int,
+        created: float,
+    ) -> None:
+        """The SIM's new session, online (it replaces the previous one)."""
+        self.by_sim[primary] = (session_id, imsi, reported, nas, framed_ip, created, True)
+
+    def get(self, primary: int) -> SessionRow | None:
+        return self.by_sim.get(primary)
+
+    def set_online(self, primary: int, online: bool) -> bool:
+        """Mark the SIM's session online or not; False when it has none."""
+        found = self.by_sim.get(primary)
+        if found is None:
+            return False
+        self.by_sim[primary] = (*found[:6], bool(online))
+        return True
+
+    def online(self) -> int:
+        return sum(1 for row in self.by_sim.values() if row[6])
+
+
+def _session_table() -> type[PythonSessions]:
+    # the switch of core.radius.native (not imported: this module does not import the codec)
+    if os.environ.get("SIMGATE_PURE_PYTHON", "") not in ("", "0"):
+        return PythonSessions
+    try:
+        from core.service._sessions import SessionTable
+    except ImportError:  # built without a C compiler, or a source checkout
+        return PythonSessions
+    return cast("type[PythonSessions]", SessionTable)
+
+
+#: the C table when it is built, else the Python one (SIMGATE_PURE_PYTHON=1 picks Python)
+SessionTable: Final = _session_table()
+
+
+class Sessions:
+    """The latest session of each SIM, by primary IMSI.
+
+    ``record`` is the table's own method, for the datagram path; the rest builds ``Session``
+    values for the admin API.
+    """
+
+    def __init__(self, expected: int = 0, table: type[PythonSessions] = SessionTable) -> None:
+        self.table = table(expected)
+        self.record = self.table.record
+
+    def __len__(self) -> int:
+        return len(self.table)
+
     def created(self, primary_imsi: int, session: Session) -> None:
         """Record a new session (it replaces the SIM's previous one)."""
-        self.by_sim[primary_imsi] = tuple(session)
+        self.record(primary_imsi, *session[:6])
 
     def get(self, primary_imsi: int) -> Session | None:
-        found = self.by_sim.get(primary_imsi)
+        found = self.table.get(primary_imsi)
         return None if found is None else Session._make(found)
 
     def online(self) -> int:
-        return sum(1 for session in self.by_sim.values() if session[6])
+        return self.table.online()
 
     def end(self, primary_imsi: int) -> Session | None:
         """Mark the SIM's session offline (disconnect, Accounting-Stop); return it."""
         session = self.get(primary_imsi)
         if session is None or not session.online:
             return None
-        ended = session._replace(online=False)
-        self.by_sim[primary_imsi] = tuple(ended)
-        return ended
+        self.table.set_online(primary_imsi, False)
+        return session._replace(online=False)

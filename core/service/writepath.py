@@ -48,7 +48,8 @@ class WritePath:
             after_records=store.compact_after_records,
             after_seconds=store.compact_after_seconds,
         )
-        self.sessions = Sessions()
+        # sized for every SIM of the table: no rehash of a million sessions while serving
+        self.sessions = Sessions(expected=live.sim_count)
         self.events = EventStore()
         self.webhooks = WebhookSender(stats)
         self.reactions: Reactions

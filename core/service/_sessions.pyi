@@ -1,0 +1,19 @@
+"""Type stub of the C extension core/service/_sessions.c (see sessions.PythonSessions)."""
+
+class SessionTable:
+    def __init__(self, expected: int = 0) -> None: ...
+    def __len__(self) -> int: ...
+    def record(
+        self,
+        primary: int,
+        session_id: int,
+        imsi: int,
+        reported: int,
+        nas: bytes,
+        framed_ip: int,
+        created: float,
+        /,
+    ) -> None: ...
+    def get(self, primary: int, /) -> tuple[int, int, int, bytes, int, float, bool] | None: ...
+    def set_online(self, primary: int, online: bool, /) -> bool: ...
+    def online(self) -> int: ...
