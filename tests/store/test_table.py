@@ -127,6 +127,33 @@ def test_colliding_sim_id_keys_are_told_apart(
         assert mapped.sim_by_id("sim-9") is None
 
 
+@pytest.mark.parametrize(
+    ("sim_ids", "documents"),
+    [
+        (["sim-0", "sim-00"], ['{"simId":"sim-0"}', '{"simId":"sim-00"}']),  # a prefix of another
+        (["sïm", "sim"], ['{"simId":"s\\u00efm"}', '{"simId":"sim"}']),  # escaped non-ASCII
+        (['si"m', "si\\m"], ['{"simId":"si\\"m"}', '{"simId":"si\\\\m"}']),  # quote, backslash
+        (["late", "later"], ['{"imsi":"x","simId":"late"}', '{"imsi":"y","simId":"later"}']),
+    ],
+    ids=["prefix", "escaped", "quote-backslash", "simid-not-first"],
+)
+def test_colliding_sim_ids_are_told_apart_however_the_document_spells_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sim_ids: list[str], documents: list[str]
+) -> None:
+    """sim_by_id reads the raw document when it can and parses it when it must: the answer
+    is the same either way."""
+    monkeypatch.setattr(snapshot_writer, "sim_id_key", lambda sim_id: 0x1234)
+    monkeypatch.setattr(table, "sim_id_key", lambda sim_id: 0x1234)
+    with SnapshotWriter(tmp_path, 1, 0.0) as writer:
+        for n, (sim_id, document) in enumerate(zip(sim_ids, documents, strict=True)):
+            writer.add_sim(440100000000001 + n, sim_id, document.encode())
+        path = writer.commit([])
+    with Table.open(path) as mapped:
+        assert [mapped.sim_by_id(sim_id) for sim_id in sim_ids] == [0, 1]
+        assert mapped.sim_by_id("sim") is (1 if "sim" in sim_ids else None)
+        assert mapped.sim_by_id("absent") is None
+
+
 def test_lock_on_first_connect_is_the_sim_flag_and_the_group_keeps_its_own(
     table_factory: TableFactory,
 ) -> None:
