@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.micro import check, environment
 from bench.scenarios import CACHE, LOCK_BASE, SECRET, SIZES, build_packets, data_dir
-from core.config import from_mapping
+from core.config import Store, from_mapping
 from core.radius import dictionary
 from core.service.clients import Clients
 from core.service.compaction import COMPACTION_NICENESS
@@ -98,6 +98,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="median of this many")
     parser.add_argument("--packets", type=int, default=100_000, help="hotpath: requests built")
     parser.add_argument("--interval", type=float, default=0.001, help="hotpath: s between writes")
+    parser.add_argument(
+        "--compaction-rate-mb",
+        type=float,
+        default=Store().compaction_rate_mb,
+        help="hotpath: the compaction's rate limit (%(default)s, the server's default; 0: none)",
+    )
     parser.add_argument(
         "--settle", type=float, default=10.0, help="s to wait for other processes to go quiet"
     )
@@ -452,8 +458,9 @@ class Journaling:
 class Compactions:
     """``python -m core.store.recovery compact`` back to back on ``cpu`` until stopped."""
 
-    def __init__(self, directory: Path, journal: JournalWriter, cpu: int) -> None:
+    def __init__(self, directory: Path, journal: JournalWriter, cpu: int, rate_mb: float) -> None:
         self.directory = directory
+        self.rate_mb = rate_mb
         self.journal = journal
         self.cpu = cpu
         self.done: list[float] = []
@@ -472,6 +479,7 @@ class Compactions:
                 str(self.directory),
                 str(upto),
                 f"--nice={COMPACTION_NICENESS}",  # as the server runs it
+                f"--rate-mb={self.rate_mb}",
             ]
             begin = time.perf_counter()
             finished = subprocess.run(
@@ -611,7 +619,10 @@ def hotpath_point(
     compactions = None
     if mode.startswith("writes+compaction"):
         compactions = Compactions(
-            directory, journaling.journal, SERVER_CPU if same_cpu else CLIENT_CPU
+            directory,
+            journaling.journal,
+            SERVER_CPU if same_cpu else CLIENT_CPU,
+            args.compaction_rate_mb,
         )
         time.sleep(0.3)  # the child is past its imports and copying
     write = None

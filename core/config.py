@@ -62,6 +62,7 @@ class Store:
     fsync: str = "batch"  # "batch": group commit (many writes share one fsync); "always"
     compact_after_records: int = 100_000  # journal records since the snapshot
     compact_after_seconds: float = 3600.0  # age of the oldest record not in a snapshot
+    compaction_rate_mb: float = 100.0  # MB/s a compaction writes at most; 0: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,8 @@ def from_mapping(document: dict[str, Any]) -> Config:
         raise ConfigError("store.compact_after_records: must be at least 1")
     if store.compact_after_seconds <= 0:
         raise ConfigError("store.compact_after_seconds: must be more than 0")
+    if not store.compaction_rate_mb >= 0:  # NaN too
+        raise ConfigError("store.compaction_rate_mb: must be 0 (no limit) or more")
     warnings = tuple(
         f"radius.clients[{i}].secret: {len(c.secret.encode())} octets is short; "
         "use 24 or more random octets (BlastRADIUS guidance)"

@@ -186,6 +186,16 @@ BAD = [
     pytest.param({"log": {"level": "loud"}}, "log.level: must be one of", id="log level loud"),
     pytest.param({"log": {"format": "xml"}}, "log.format: must be one of", id="log format xml"),
     pytest.param({"store": {"data_dir": ""}}, "store.data_dir: must not be empty", id="data dir"),
+    pytest.param(
+        {"store": {"compaction_rate_mb": -1}},
+        "store.compaction_rate_mb: must be 0 (no limit) or more",
+        id="compaction rate negative",
+    ),
+    pytest.param(
+        {"store": {"compaction_rate_mb": "fast"}},
+        "store.compaction_rate_mb: must be a number",
+        id="compaction rate not a number",
+    ),
 ]
 
 

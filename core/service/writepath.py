@@ -47,6 +47,7 @@ class WritePath:
             self.swap,
             after_records=store.compact_after_records,
             after_seconds=store.compact_after_seconds,
+            rate_mb=store.compaction_rate_mb,
         )
         # sized for every SIM of the table: no rehash of a million sessions while serving
         self.sessions = Sessions(expected=live.sim_count)

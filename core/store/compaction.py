@@ -23,7 +23,7 @@ import json
 import os
 import sys
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import Final
@@ -53,8 +53,15 @@ _WORDS: Final = RECORD.size // 8  # a record as 8-byte words: the cold offset is
 _HALVES: Final = RECORD.size // 4  # as 4-byte words: the cold length is the 6th
 
 
-def write_compacted(data_dir: str | os.PathLike[str], live: LiveTable, created_at: float) -> Path:
+def write_compacted(
+    data_dir: str | os.PathLike[str],
+    live: LiveTable,
+    created_at: float,
+    pace: Callable[[int], None] | None = None,
+) -> Path:
     """Write the snapshot of ``live`` at sequence live.seq; return its path.
+
+    ``pace``: SnapshotWriter's rate limit (None: as fast as it goes).
 
     Raises:
         SnapshotError: the base snapshot's cold documents are not back to back.
@@ -69,7 +76,7 @@ def write_compacted(data_dir: str | os.PathLike[str], live: LiveTable, created_a
     records, runs = _records(base, changes, documents)
     imsi_index = _imsi_index(base, changes, live.imsi_count)
     sim_id_index = _sim_id_index(base, changes, sim_count)
-    with SnapshotWriter(data_dir, live.seq, created_at) as writer:
+    with SnapshotWriter(data_dir, live.seq, created_at, pace) as writer:
         cold = _cold_chunks(base, runs, documents)
         writer.add_sections(cold, records, imsi_index, sim_id_index, live.imsi_count)
         return writer.commit(live.group_documents())

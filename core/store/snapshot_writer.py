@@ -60,6 +60,8 @@ from core.store.records import NO_GROUP, Status
 TEMPORARY_PREFIX: Final = "."
 TEMPORARY_SUFFIX: Final = ".tmp"
 _COLD_CHUNK: Final = 4 << 20  # bytes of cold documents buffered before a write
+PACE_CHUNK: Final = 1 << 20  # a paced writer's unit: written, then ``pace`` may sleep
+FLUSH_EVERY: Final = 32 << 20  # a paced writer fdatasyncs this often
 _PRIMARY_KEY: Final = struct.Struct("<Q24x")  # the primary IMSI at the head of a RECORD
 
 
@@ -69,8 +71,18 @@ class SnapshotWriter:
     Use as a context manager: leaving it without commit() removes the temporary file.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], seq: int, created_at: float) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        seq: int,
+        created_at: float,
+        pace: Callable[[int], None] | None = None,
+    ) -> None:
         self.path = snapshot_path(data_dir, seq)
+        #: called after every PACE_CHUNK written, with its size: it may sleep (a rate limit);
+        #: with it, what is written is also flushed to disk every FLUSH_EVERY octets
+        self._pace = pace
+        self._unflushed = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(
             dir=self.path.parent, prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX
@@ -188,8 +200,8 @@ class SnapshotWriter:
         if self._sim_count or self._sections:
             raise ValueError("add_sections() after add_sim() or index()")
         for chunk in cold:
-            self._cold_crc = zlib.crc32(chunk, self._cold_crc)
-            self._cold_length += self._file.write(chunk)
+            self._cold_crc = self._write(chunk, self._cold_crc)
+            self._cold_length += memoryview(chunk).nbytes
         self._sections = [Section(ALIGN, self._cold_length, self._cold_crc)]
         self._sections.append(self._append(records))
         self._sections.append(self._append(imsi_index))
@@ -277,13 +289,36 @@ class SnapshotWriter:
         position = self._file.seek(0, os.SEEK_END)
         offset = -(-position // ALIGN) * ALIGN
         self._file.write(bytes(offset - position))
-        self._file.write(payload)
-        return Section(offset, memoryview(payload).nbytes, zlib.crc32(payload))
+        crc = self._write(payload, 0)
+        return Section(offset, memoryview(payload).nbytes, crc)
 
     def _write_cold(self) -> None:
-        self._cold_crc = zlib.crc32(self._cold, self._cold_crc)
-        self._file.write(self._cold)
+        self._cold_crc = self._write(self._cold, self._cold_crc)
         self._cold.clear()
+
+    def _write(self, data: bytes | bytearray | memoryview | array[int], crc: int) -> int:
+        """Write ``data``; return the CRC-32 of it continued from ``crc``.
+
+        Paced: in pieces of PACE_CHUNK, each checksummed, written and handed to ``pace``, and
+        an fdatasync every FLUSH_EVERY octets, so that a compaction beside a busy server
+        spreads its memory traffic and the kernel's writeback over time instead of copying
+        and flushing a whole snapshot at once (bench/writes.py).
+        """
+        if self._pace is None:
+            self._file.write(data)
+            return zlib.crc32(data, crc)
+        with memoryview(data) as whole, whole.cast("B") as octets:
+            for at in range(0, len(octets), PACE_CHUNK):
+                piece = octets[at : at + PACE_CHUNK]
+                crc = zlib.crc32(piece, crc)
+                self._file.write(piece)
+                self._unflushed += len(piece)
+                if self._unflushed >= FLUSH_EVERY:
+                    self._file.flush()
+                    os.fdatasync(self._file.fileno())
+                    self._unflushed = 0
+                self._pace(len(piece))
+        return crc
 
     def _sim_id(self, index: int) -> str:
         _, _, _, _, _, length, offset = RECORD.unpack_from(self._records, index * RECORD.size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from core.provision import SimRow, VirtualRow, import_file, write_snapshot
+from core.store import snapshot_writer
 from core.store.commands import (
     Command,
     CommandError,
@@ -39,12 +41,13 @@ from core.store.format import (
 from core.store.journal import JournalError, JournalWriter, frame, list_segments, segment_path
 from core.store.live import LiveTable
 from core.store.records import Status
-from core.store.recovery import compact, main, open_live, prune_snapshots
+from core.store.recovery import Pacer, compact, main, open_live, prune_snapshots
 from core.store.snapshot import map_snapshot
 from core.store.snapshot_writer import SnapshotWriter
 from core.store.table import Table
 from tests.subscribers import SIMS
 
+ENTRY = (sys.executable, "-m", "core.store.recovery")
 BASE_IMSIS = [440100000000000 + n for n in range(1, 14)] + [999990000000000 + n for n in (1, 2, 3)]
 NEW_IMSIS = [440100000000100 + n for n in range(12)]
 NEW_VIRTUAL = [999990000000100 + n for n in range(6)]
@@ -410,6 +413,64 @@ def test_the_compact_entry_point(data_dir: Path, capsys: pytest.CaptureFixture[s
         assert table.created_at == 7.5
     assert main(["compact", str(data_dir), "9"]) == 1
     assert "sequence 9 not journaled" in capsys.readouterr().err
+
+
+def test_a_paced_compaction_writes_the_same_snapshot_in_small_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate limit changes when the octets are written, not which: the paced file is the
+    unpaced one byte for byte, handed to the pacer a piece at a time, and flushed as it goes."""
+    monkeypatch.setattr(snapshot_writer, "PACE_CHUNK", 4096)
+    monkeypatch.setattr(snapshot_writer, "FLUSH_EVERY", 64 * 1024)
+    files = []
+    pieces: list[int] = []
+    flushes: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (flushes.append(fd), real(fd))[1])
+    for name, pace in (("plain", None), ("paced", pieces.append)):
+        directory = tmp_path / name
+        write_snapshot(directory, _rows(3000), seq=1)
+        _journal(
+            directory, [UnsetLock("sim-5"), PutSim({"simId": "new", "imsi": "440100000009999"})]
+        )
+        files.append(compact(directory, 3, 1.0, pace).read_bytes())
+        if pace is None:
+            assert not flushes, "unpaced: one fsync at the end, no fdatasync on the way"
+    assert files[0] == files[1]
+    assert max(pieces) == 4096 and sum(pieces) > 0.9 * len(files[1])
+    assert len(flushes) >= len(files[1]) // (64 * 1024) - 1
+
+
+def test_the_pacer_sleeps_only_when_the_octets_run_ahead_of_the_rate() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(1000.0, lambda: now[0], sleep)
+    pacer(500)  # 0.5 s of budget used at once: ahead by 0.5 s
+    assert slept == [0.5]
+    now[0] += 2.0  # idle for 2 s: the budget is there, no sleep
+    pacer(1000)
+    assert slept == [0.5]
+    pacer(2000)  # 3.5 s of octets after 2.5 s: ahead by 1 s
+    assert slept == [0.5, pytest.approx(1.0)]
+    with pytest.raises(ValueError, match="rate"):
+        Pacer(0.0, lambda: 0.0, sleep)
+
+
+def test_the_compact_entry_point_takes_a_rate(data_dir: Path) -> None:
+    _journal(data_dir, [UnsetLock("2")])
+    done = subprocess.run(
+        [*ENTRY, "compact", str(data_dir), "2", "--rate-mb", "50", "--nice", "19"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert Path(done.stdout.strip()) == snapshot_path(data_dir, 2)
 
 
 def test_compaction_runs_as_a_child_process(data_dir: Path) -> None:
