@@ -558,6 +558,7 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
                     f"  hotpath {mode:27} run {repeat + 1}: {rate:9,.0f} decisions/s"
                     + (f" ({rate / before:.3f})" if mode != "read-only" else "         ")
                     + f", {point['writes']} writes, {point['compactions']} compactions, "
+                    f"journal thread {point['helperCpuPercent']:.1f}% of CPU 0, "
                     f"stolen {point['stolenPercent']:.1f}% (others {point['otherCpuPercent']:.0f}%)"
                 )
     finally:
@@ -652,6 +653,7 @@ def hotpath_point(
         "compactionSeconds": [] if compactions is None else [round(s, 2) for s in compactions.done],
         "otherCpuPercent": other_percent,
         "stolenPercent": round(100 * stolen / elapsed, 1),
+        "helperCpuPercent": round(100 * helpers / elapsed, 1),
     }
 
 

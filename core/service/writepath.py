@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from core.config import Config
 from core.service.commit import CommitLoop
@@ -26,6 +26,9 @@ from core.service.stats import Stats
 from core.service.webhook import WebhookSender
 from core.store.journal import JournalWriter
 from core.store.live import LiveTable
+
+#: sessions the session table has room for from the start (32 MiB of slots)
+SESSIONS_PRESIZED: Final = 1 << 18
 
 
 class WritePath:
@@ -49,8 +52,10 @@ class WritePath:
             after_seconds=store.compact_after_seconds,
             rate_mb=store.compaction_rate_mb,
         )
-        # sized for every SIM of the table: no rehash of a million sessions while serving
-        self.sessions = Sessions(expected=live.sim_count)
+        # sized for the table's SIMs up to SESSIONS_PRESIZED, growing by doubling past that: a
+        # hash table touches a page per entry until it is full, so a table sized for 10M SIMs
+        # would be ~1 GB resident with a few hundred thousand of them online
+        self.sessions = Sessions(expected=min(live.sim_count, SESSIONS_PRESIZED))
         self.events = EventStore()
         self.webhooks = WebhookSender(stats)
         self.reactions: Reactions
