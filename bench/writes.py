@@ -419,9 +419,12 @@ async def one_client(
 
 
 class Journaling:
-    """Writes as the server makes them: check, append, apply; a thread fsyncs the journal.
+    """Writes as the server makes them: check, append, apply; a thread makes them durable.
 
-    The thread runs only between start() and stop(): a read-only run has no thread beside it.
+    As the commit loop does, the thread syncs when writes are pending (one wakes it, those that
+    come while it syncs or waits for the interpreter share its next sync), never on a timer: a
+    1 ms poll cost ~2% of CPU 0 in wake-ups alone, with or without a write to sync. The thread
+    runs only between start() and stop(): a read-only run has no thread beside it.
     """
 
     def __init__(self, live: LiveTable, journal: JournalWriter, commands: Iterator[SetLock]):
@@ -429,7 +432,9 @@ class Journaling:
         self.journal = journal
         self.commands = commands
         self.applied = 0
+        self.syncs = 0  # that made records durable
         self._stop = threading.Event()
+        self._pending = threading.Event()
         self._thread: threading.Thread | None = None
 
     def write(self) -> None:
@@ -437,6 +442,7 @@ class Journaling:
         seq = self.journal.append(command.to_json())
         self.live.apply(seq, command)
         self.applied += 1
+        self._pending.set()
 
     def start(self) -> None:
         self._stop.clear()
@@ -446,13 +452,20 @@ class Journaling:
     def stop(self) -> None:
         if self._thread is not None:
             self._stop.set()
+            self._pending.set()
             self._thread.join()
             self._thread = None
         self.journal.sync()
 
     def _sync(self) -> None:
-        while not self._stop.wait(0.001):
-            self.journal.sync()
+        while True:
+            self._pending.wait()
+            if self._stop.is_set():
+                return
+            self._pending.clear()
+            before = self.journal.durable_seq
+            if self.journal.sync() != before:
+                self.syncs += 1
 
 
 class Compactions:
@@ -558,7 +571,8 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
                     f"  hotpath {mode:27} run {repeat + 1}: {rate:9,.0f} decisions/s"
                     + (f" ({rate / before:.3f})" if mode != "read-only" else "         ")
                     + f", {point['writes']} writes, {point['compactions']} compactions, "
-                    f"journal thread {point['helperCpuPercent']:.1f}% of CPU 0, "
+                    f"{point['syncs']} syncs, journal thread {point['helperCpuPercent']:.1f}% "
+                    f"of CPU 0, "
                     f"stolen {point['stolenPercent']:.1f}% (others {point['otherCpuPercent']:.0f}%)"
                 )
     finally:
@@ -631,6 +645,7 @@ def hotpath_point(
         journaling.start()
         write = journaling.write
     before = journaling.applied
+    syncs_before = journaling.syncs
     others = OtherCpu({os.getpid()})
     main = threading.get_native_id()
     waited, helpers, children = thread_wait(main), helper_cpu(main), children_cpu()
@@ -649,6 +664,7 @@ def hotpath_point(
     return {
         "decisionsPerSecond": round(rate),
         "writes": journaling.applied - before,
+        "syncs": journaling.syncs - syncs_before,
         "compactions": 0 if compactions is None else len(compactions.done),
         "compactionSeconds": [] if compactions is None else [round(s, 2) for s in compactions.done],
         "otherCpuPercent": other_percent,
