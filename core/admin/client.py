@@ -48,14 +48,19 @@ class AdminClient:
     def get(self, path: str) -> Answer:
         return self.call("GET", path)
 
-    def post(self, path: str, body: Any = None) -> Answer:
-        return self.call("POST", path, body)
+    def post(self, path: str, body: Any = None, *, timeout: float | None = None) -> Answer:
+        return self.call("POST", path, body, timeout=timeout)
 
     def put(self, path: str, body: Any) -> Answer:
         return self.call("PUT", path, body)
 
-    def call(self, method: str, path: str, body: Any = None) -> Answer:
-        """Send one request; return the answer, or raise ``ApiError`` for 4xx/5xx/no answer."""
+    def call(
+        self, method: str, path: str, body: Any = None, *, timeout: float | None = None
+    ) -> Answer:
+        """Send one request; return the answer, or raise ``ApiError`` for 4xx/5xx/no answer.
+
+        ``timeout``: seconds to wait for the answer instead of the client's own.
+        """
         data = None if body is None else json.dumps(body).encode()
         try:
             request = urllib.request.Request(self.base_url + path, data=data, method=method)
@@ -67,7 +72,8 @@ class AdminClient:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            wait = self.timeout if timeout is None else timeout
+            with urllib.request.urlopen(request, timeout=wait) as response:
                 raw = response.read()
                 return Answer(response.status, _decode(raw, response.headers), raw)
         except urllib.error.HTTPError as error:

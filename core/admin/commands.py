@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 from core.admin.client import AdminClient, ApiError
@@ -253,8 +253,13 @@ def _when(seconds: object) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: the answer comes when the compaction is done: paced (store.compaction_rate_mb), a 10M-SIM
+#: snapshot takes ~30 s at the default rate, longer at a lower one
+COMPACT_TIMEOUT: Final = 3600.0
+
+
 def _snapshot_compact(args: argparse.Namespace, api: AdminClient) -> int:
-    body = api.post("/v1/snapshot/compact").body
+    body = api.post("/v1/snapshot/compact", timeout=COMPACT_TIMEOUT).body
     return _print(args, body, [("SEQUENCE", "SNAPSHOT"), (str(body["seq"]), body["path"])])
 
 
