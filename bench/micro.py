@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.scenarios import SECRET, SIZES, build_packets, data_dir
 from core.config import Config, from_mapping
+from core.policy.admission import TableView
 from core.radius import dictionary
 from core.service.clients import Clients
 from core.service.pipeline import Pipeline
@@ -103,7 +104,7 @@ def main() -> int:
 
 
 def make_pipeline(
-    table: Table, handles: dictionary.Handles, settings: Config, bookkeeping: bool
+    table: TableView, handles: dictionary.Handles, settings: Config, bookkeeping: bool
 ) -> Pipeline:
     """A pipeline over ``table``; with ``bookkeeping`` the live table and the reactions too."""
     stats = Stats()
@@ -118,6 +119,7 @@ def make_pipeline(
     if bookkeeping:
         scratch = Path(tempfile.mkdtemp(prefix="simgate-micro-"))
         journal = JournalWriter(scratch, table.seq + 1)
+        assert isinstance(table, Table), "the bookkeeping puts its own live table over a map"
         WritePath(settings, LiveTable(table), journal, stats).attach([pipeline])
     return pipeline
 

@@ -61,14 +61,12 @@ from typing import Any, Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.micro import check, environment
+from bench.micro import check, environment, make_pipeline
 from bench.scenarios import CACHE, LOCK_BASE, SECRET, SIZES, build_packets, data_dir
 from core.config import Store, from_mapping
 from core.radius import dictionary
-from core.service.clients import Clients
 from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
-from core.service.stats import Stats
 from core.service.udp import Collections
 from core.store.commands import SetLock
 from core.store.journal import JournalWriter
@@ -533,14 +531,7 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
             }
         }
     )
-    pipeline = Pipeline(
-        port="auth",
-        clients=Clients(settings.radius.clients),
-        table=live,
-        handles=handles,
-        settings=settings.radius,
-        stats=Stats(),
-    )
+    pipeline = make_pipeline(live, handles, settings, bookkeeping=False)
     packets: list[tuple[bytes, object]] = list(
         build_packets(SIZES[args.size], args.packets, handles)
     )

@@ -85,6 +85,17 @@ def _write(data_dir: Path, payloads: list[bytes], next_seq: int = 1) -> Path:
         return writer.path
 
 
+def _two_records_zeroed(data_dir: Path, preallocate: int) -> tuple[Path, int]:
+    """Records 1 (appended) and 2 (in a zeroed segment), closed: that segment and the end of
+    its records, where the next sync would have written."""
+    writer = _zeroed_writer(data_dir, preallocate)
+    writer.append(b"two")
+    writer.sync()
+    path, end = writer.path, writer.written
+    writer.close()
+    return path, end
+
+
 def _zeroed_writer(data_dir: Path, preallocate: int = 4096) -> JournalWriter:
     """A writer whose current segment is a zeroed spare, from seq 2 on.
 
@@ -371,11 +382,7 @@ def test_preallocate_0_keeps_no_spare_and_only_appends(
 
 
 def test_a_torn_record_before_the_zeros_is_cut_and_reported(tmp_path: Path) -> None:
-    writer = _zeroed_writer(tmp_path, 4096)
-    writer.append(b"two")
-    writer.sync()
-    path, end = writer.path, writer.written
-    writer.close()
+    path, end = _two_records_zeroed(tmp_path, 4096)
     with open(path, "r+b") as file:  # what a crash in the middle of a sync can leave
         file.seek(end)
         file.write(frame(3, b"three, torn")[:-4])
@@ -387,11 +394,7 @@ def test_a_torn_record_before_the_zeros_is_cut_and_reported(tmp_path: Path) -> N
 
 
 def test_a_bad_record_with_a_good_one_after_it_in_the_zeros_is_refused(tmp_path: Path) -> None:
-    writer = _zeroed_writer(tmp_path, 4096)
-    writer.append(b"two")
-    writer.sync()
-    path, end = writer.path, writer.written
-    writer.close()
+    path, end = _two_records_zeroed(tmp_path, 4096)
     with open(path, "r+b") as file:
         file.seek(end)
         file.write(b"\xff" * 20 + frame(3, b"three") + frame(4, b"four"))
@@ -409,11 +412,7 @@ def test_a_sync_that_lost_a_sector_in_place_is_a_torn_tail(tmp_path: Path, lost:
     """Power went part way through a sync into zeroed blocks: a later sector of it reached the
     disk and an earlier one did not, so it still reads as zeros. Nothing of that sync was
     acknowledged: it is cut, records after the hole included, and the journal starts."""
-    writer = _zeroed_writer(tmp_path, 8192)
-    writer.append(b"two")
-    writer.sync()
-    path, end = writer.path, writer.written
-    writer.close()
+    path, end = _two_records_zeroed(tmp_path, 8192)
     sync = frame(3, b"x" * 1500) + frame(4, b"four") + frame(5, b"five")
     image = bytearray(path.read_bytes())
     image[end : end + len(sync)] = sync
@@ -433,11 +432,7 @@ def test_a_sync_that_lost_a_sector_in_place_is_a_torn_tail(tmp_path: Path, lost:
 
 
 def test_damage_that_is_not_zeros_before_a_good_record_is_still_refused(tmp_path: Path) -> None:
-    writer = _zeroed_writer(tmp_path, 8192)
-    writer.append(b"two")
-    writer.sync()
-    path, end = writer.path, writer.written
-    writer.close()
+    path, end = _two_records_zeroed(tmp_path, 8192)
     record = bytearray(frame(3, b"x" * 1500))
     record[700] ^= 0x01  # a flipped bit, not a lost write
     with open(path, "r+b") as file:
