@@ -34,7 +34,7 @@ from core.service.clients import Clients
 from core.service.pipeline import Pipeline
 from core.service.stats import Stats
 from core.service.writepath import WritePath
-from core.store.journal import JournalWriter
+from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.table import Table, load_newest
 

@@ -69,7 +69,7 @@ from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
 from core.service.udp import Collections
 from core.store.commands import SetLock
-from core.store.journal import JournalWriter
+from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.recovery import open_live, prune_snapshots
 

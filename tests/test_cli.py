@@ -207,7 +207,7 @@ def test_bench_runs_a_named_benchmark_and_passes_its_exit_code() -> None:
 
 def test_reimport_supersedes_the_journal(tmp_path: Path) -> None:
     from core.store.commands import SetStatus, UnsetLock
-    from core.store.journal import JournalWriter
+    from core.store.journal_writer import JournalWriter
     from core.store.records import Status
     from core.store.recovery import open_live
 

@@ -25,7 +25,8 @@ import structlog
 
 from core.service.commit import CommitLoop
 from core.store.commands import from_json
-from core.store.journal import JournalWriter, read_journal
+from core.store.journal import read_journal
+from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.recovery import prune_snapshots
 from core.store.table import Table

@@ -24,7 +24,7 @@ from core.service.reactions import Reactions
 from core.service.sessions import Sessions
 from core.service.stats import Stats
 from core.service.webhook import WebhookSender
-from core.store.journal import JournalWriter
+from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 
 #: sessions the session table has room for from the start (32 MiB of slots)

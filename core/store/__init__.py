@@ -6,12 +6,12 @@ SnapshotError), snapshot_writer.py (SnapshotWriter), snapshot.py (verifying and 
 snapshot) and table.py (Table, load_newest).
 
 The write path is imported by module path, not from here: commands.py (the writes and their
-journal JSON), journal.py (framing, JournalWriter, read_journal), documents.py (SIM and group
-documents checked as import checks them), live.py (LiveTable: snapshot + overlay), compaction.py
-(a new snapshot copied from the old one) and recovery.py (open_live, compact, prune_snapshots;
-``python -m core.store.recovery compact``). Most of them check values with
-core.provision.fields, which imports this package: re-exporting them here would make importing
-core.provision first a circular import.
+journal JSON), journal.py (framing, read_journal), journal_writer.py (JournalWriter),
+documents.py (SIM and group documents checked as import checks them), live.py (LiveTable:
+snapshot + overlay), compaction.py (a new snapshot copied from the old one) and recovery.py
+(open_live, compact, prune_snapshots; ``python -m core.store.recovery compact``). Most of them
+check values with core.provision.fields, which imports this package: re-exporting them here
+would make importing core.provision first a circular import.
 
 Invariants: every name here is defined in exactly one module of the package; importing the
 package imports no module outside it and the standard library.

@@ -31,14 +31,8 @@ from typing import NamedTuple
 from core.store.commands import from_json
 from core.store.compaction import write_compacted
 from core.store.format import SnapshotError, list_snapshots
-from core.store.journal import (
-    DIRECTORY,
-    JournalError,
-    JournalWriter,
-    Record,
-    TornTail,
-    read_journal,
-)
+from core.store.journal import DIRECTORY, JournalError, Record, TornTail, read_journal
+from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.table import Table, load_newest
 

@@ -14,7 +14,8 @@ import pytest_asyncio
 from core.provision import import_file
 from core.service.commit import CommitLoop
 from core.store.commands import CommandError, SetLock, SetStatus
-from core.store.journal import JournalWriter, read_journal
+from core.store.journal import read_journal
+from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.records import Status
 from core.store.recovery import open_live

@@ -17,9 +17,7 @@ from hypothesis import strategies as st
 from core.store.journal import (
     HEADER,
     SECTOR,
-    SPARE,
     JournalError,
-    JournalWriter,
     TornTail,
     frame,
     list_segments,
@@ -27,6 +25,7 @@ from core.store.journal import (
     segment_path,
     unframe,
 )
+from core.store.journal_writer import SPARE, JournalWriter
 
 payloads = st.lists(st.binary(max_size=80), max_size=8)
 _SEQ_SIZE = 8  # the seq field, and so the bytes the CRC of an empty payload covers

@@ -38,7 +38,8 @@ from core.store.format import (
     list_snapshots,
     snapshot_path,
 )
-from core.store.journal import JournalError, JournalWriter, frame, list_segments, segment_path
+from core.store.journal import JournalError, frame, list_segments, segment_path
+from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.records import Status
 from core.store.recovery import Pacer, compact, main, open_live, prune_snapshots
