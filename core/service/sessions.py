@@ -116,10 +116,6 @@ class Sessions:
     def __len__(self) -> int:
         return len(self.table)
 
-    def created(self, primary_imsi: int, session: Session) -> None:
-        """Record a new session (it replaces the SIM's previous one)."""
-        self.record(primary_imsi, *session[:6])
-
     def get(self, primary_imsi: int) -> Session | None:
         found = self.table.get(primary_imsi)
         return None if found is None else Session._make(found)

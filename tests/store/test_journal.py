@@ -39,15 +39,21 @@ def test_frame_unframe_round_trip(first: int, items: list[bytes]) -> None:
     assert (found.good_end, found.torn) == (len(buffer), False)
 
 
-@given(items=payloads.filter(bool), data=st.data())
-def test_a_cut_buffer_keeps_the_whole_records_before_the_cut(
-    items: list[bytes], data: st.DataObject
-) -> None:
+def _cut_frames(items: list[bytes], data: st.DataObject) -> tuple[bytes, int, list[int], list[int]]:
+    """The records of ``items`` back to back, a cut drawn somewhere in them, where each record
+    ends, and the indexes of the records that end before the cut."""
     frames = [frame(n + 1, payload) for n, payload in enumerate(items)]
     buffer = b"".join(frames)
     cut = data.draw(st.integers(0, len(buffer)), label="cut")
     ends = [sum(len(f) for f in frames[: n + 1]) for n in range(len(frames))]
-    whole = [n for n, end in enumerate(ends) if end <= cut]
+    return buffer, cut, ends, [n for n, end in enumerate(ends) if end <= cut]
+
+
+@given(items=payloads.filter(bool), data=st.data())
+def test_a_cut_buffer_keeps_the_whole_records_before_the_cut(
+    items: list[bytes], data: st.DataObject
+) -> None:
+    buffer, cut, ends, whole = _cut_frames(items, data)
     found = unframe(buffer[:cut])
     assert found.records == [(n + 1, items[n]) for n in whole]
     assert found.good_end == (ends[whole[-1]] if whole else 0)
@@ -606,11 +612,7 @@ def test_whatever_a_writer_did_reads_back_after_close_or_crash(
 def test_a_cut_segment_with_zeros_after_the_cut_loses_only_the_cut_record(
     items: list[bytes], zeros: int, data: st.DataObject
 ) -> None:
-    frames = [frame(n + 1, payload) for n, payload in enumerate(items)]
-    buffer = b"".join(frames)
-    cut = data.draw(st.integers(0, len(buffer)), label="cut")
-    ends = [sum(len(f) for f in frames[: n + 1]) for n in range(len(frames))]
-    whole = [n for n, end in enumerate(ends) if end <= cut]
+    buffer, cut, ends, whole = _cut_frames(items, data)
     with tempfile.TemporaryDirectory() as name:
         path = segment_path(name, 1)
         path.parent.mkdir()
