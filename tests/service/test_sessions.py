@@ -148,3 +148,18 @@ def test_the_c_table_grows_past_its_first_size_and_keeps_everything() -> None:
             float(number),
             True,
         )
+
+
+@pytest.mark.skipif(SessionTable is None, reason="core.service._sessions is not built")
+def test_the_c_table_keeps_everything_across_its_small_and_mapped_allocations() -> None:
+    # 16,384 slots (1 MiB, from the allocator) at first; 60,000 SIMs take it to 131,072 slots
+    # (8 MiB, mappings of their own, advised into huge pages) through two more doublings
+    table = SessionTable(expected=10_000)
+    keys = [440100000000000 + number * 7919 for number in range(1, 60_001)]
+    for number, key in enumerate(keys, 1):
+        table.record(key, number, key, number, NAS_IP, 0, float(number))
+    assert len(table) == 60_000
+    assert all(
+        table.get(key) == (n, key, n, NAS_IP, 0, float(n), True) for n, key in enumerate(keys, 1)
+    )
+    assert table.get(440100000000000) is None
