@@ -780,6 +780,7 @@ class ServerUnderTest:
             "simgate_radius_duplicate_requests_total": "duplicates",
             "simgate_radius_replies_total": "replies",
             "simgate_udp_receive_buffer_errors_total": "rcvbufErrors",
+            "simgate_radius_batches_total": "batches",
         }
         for line in text.splitlines():
             if line.startswith("#") or not line:
@@ -1326,6 +1327,11 @@ def _point(
     for key in ("drops", "duplicates", "rcvbufErrors"):
         if key in after:
             point[f"server{key[0].upper()}{key[1:]}"] = round(after[key] - before.get(key, 0.0))
+    batches = after.get("batches", 0.0) - before.get("batches", 0.0)
+    if batches > 0:  # datagrams taken per receive call (the C pump's batches)
+        taken = sum(after.get(key, 0.0) - before.get(key, 0.0) for key in ("replies", "drops"))
+        taken += point.get("serverDuplicates", 0)
+        point["serverMeanBatch"] = round(taken / batches, 1)
     if processes is not None:
         point["serverProcesses"] = processes
     if "serverDuplicates" in point:
@@ -1465,6 +1471,8 @@ def describe(point: dict[str, Any]) -> str:
     waits = [f"{point.get('serverWaitPercent', 0.0):.1f}%", f"{point['clientWaitPercent']:.1f}%"]
     server.append(f"run-queue wait server/client {'/'.join(waits)}")
     server.append(f"other processes {point['othersCpuPercent']:.0f}%")
+    if "serverMeanBatch" in point:
+        server.append(f"mean batch {point['serverMeanBatch']:g}")
     if "serverDrops" in point:
         server.append(f"server drops {point['serverDrops']}")
     if "kernelUdpRcvbufErrors" in point:

@@ -137,6 +137,11 @@ class SimgateCollector(Collector):
             sum_value=stats.duration_sum,
         )
         yield histogram
+        yield CounterMetricFamily(
+            "simgate_radius_batches",
+            "Batches of datagrams received with one call (requests / batches = mean batch)",
+            value=stats.batches,
+        )
 
     def _events(self) -> Iterator[Metric]:
         stats = self._stats

@@ -14,6 +14,14 @@
  * tuples the socket module makes ((host, port) for IPv4, (host, port, flowinfo, scope_id)
  * for IPv6). It counts processing time into a histogram and exceptions into a counter, in
  * C integers, which Python takes with take_counters() off the datagram path.
+ *
+ * Prefetch: before the first datagram of a batch is handled, the IMSI of every datagram in it
+ * is read (imsi_key, below) and handed to prefetch(keys) -- the pipeline warms the table and
+ * session slots those decisions will read (core/store/_index.c, core/service/_sessions.c).
+ * At 1M SIMs and more each decision otherwise stalls on three cache and TLB misses in turn;
+ * issued together, they overlap each other and the work of the datagrams ahead
+ * (bench/micro.py, bench/load.py --size 10m). The keys are a hint: a packet the codec would
+ * refuse, or an IMSI the policy would not accept, gives a useless key or 0, never a decision.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -34,6 +42,9 @@
 #define MAX_BOUNDS 64
 #define HOSTS 64 /* IPv4 host strings remembered (direct-mapped by address) */
 #define SEND_WAIT_MS 10 /* how long a full socket send buffer is waited for, in all */
+#define VENDOR_SPECIFIC 26
+#define VENDOR_3GPP 10415
+#define MAX_KEY_DIGITS 19 /* fits a uint64 */
 
 typedef struct {
     PyObject_HEAD
@@ -48,6 +59,10 @@ typedef struct {
     unsigned long long errors;       /* handle() raised */
     unsigned long long send_failed;  /* replies the kernel would not take */
     PyObject *last_error;            /* the last exception handle() raised, or NULL */
+    unsigned long long batches;      /* pump() calls that received datagrams */
+    PyObject *prefetch;              /* prefetch(keys) before a batch, or NULL */
+    int imsi_vsa;                    /* the 3GPP-IMSI vendor type, 0: none */
+    int user_name;                   /* User-Name's type when it may carry the IMSI, 0: not */
     /* per-batch buffers */
     struct mmsghdr in[MAX_BATCH];
     struct iovec in_iov[MAX_BATCH];
@@ -60,6 +75,91 @@ typedef struct {
     uint32_t host_keys[HOSTS];
     PyObject *host_values[HOSTS];
 } PumpObject;
+
+static uint64_t
+digits_key(const unsigned char *at, unsigned length)
+{
+    if (length == 0 || length > MAX_KEY_DIGITS) {
+        return 0;
+    }
+    uint64_t key = 0;
+    for (unsigned i = 0; i < length; i++) {
+        if (at[i] < '0' || at[i] > '9') {
+            return 0;
+        }
+        key = key * 10 + (uint64_t)(at[i] - '0');
+    }
+    return key;
+}
+
+/* The IMSI a RADIUS packet names, as the integer the table is keyed by: the 3GPP-IMSI
+ * vendor attribute, else (when user_name) the User-Name; 0 when neither is a digit string.
+ * Reads only within the packet's own Length and the datagram. */
+static uint64_t
+imsi_key(const unsigned char *data, Py_ssize_t size, int imsi_vsa, int user_name)
+{
+    if (size < 20) {
+        return 0;
+    }
+    Py_ssize_t end = ((Py_ssize_t)data[2] << 8) | data[3];
+    if (end > size) {
+        return 0;
+    }
+    const unsigned char *name = NULL;
+    unsigned name_length = 0;
+    for (Py_ssize_t at = 20; at + 2 <= end;) {
+        unsigned type = data[at], length = data[at + 1];
+        if (length < 2 || at + (Py_ssize_t)length > end) {
+            return 0;
+        }
+        if (type == VENDOR_SPECIFIC && imsi_vsa && length >= 8 && data[at + 2] == 0 &&
+            (((unsigned)data[at + 3] << 16) | ((unsigned)data[at + 4] << 8) | data[at + 5]) ==
+                VENDOR_3GPP) {
+            for (Py_ssize_t sub = at + 6; sub + 2 <= at + (Py_ssize_t)length;) {
+                unsigned sub_type = data[sub], sub_length = data[sub + 1];
+                if (sub_length < 2 || sub + (Py_ssize_t)sub_length > at + (Py_ssize_t)length) {
+                    break;
+                }
+                if ((int)sub_type == imsi_vsa) {
+                    return digits_key(data + sub + 2, sub_length - 2);
+                }
+                sub += sub_length;
+            }
+        }
+        else if ((int)type == user_name && name == NULL) {
+            name = data + at + 2;
+            name_length = length - 2;
+        }
+        at += length;
+    }
+    return name == NULL ? 0 : digits_key(name, name_length);
+}
+
+/* Hand the batch's IMSIs to prefetch(keys); an exception there is counted like handle()'s. */
+static void
+warm(PumpObject *self, int received)
+{
+    uint64_t keys[MAX_BATCH];
+    for (int i = 0; i < received; i++) {
+        keys[i] = imsi_key(self->buffers[i], (Py_ssize_t)self->in[i].msg_len, self->imsi_vsa,
+                           self->user_name);
+    }
+    PyObject *packed = PyBytes_FromStringAndSize((const char *)keys,
+                                                 (Py_ssize_t)received * (Py_ssize_t)sizeof keys[0]);
+    PyObject *done = packed == NULL ? NULL : PyObject_CallOneArg(self->prefetch, packed);
+    Py_XDECREF(packed);
+    if (done == NULL) {
+        self->errors += 1;
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        Py_XSETREF(self->last_error, value);
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        return;
+    }
+    Py_DECREF(done);
+}
 
 static double
 monotonic(void)
@@ -210,6 +310,10 @@ Pump_pump(PumpObject *self, PyObject *Py_UNUSED(ignored))
         }
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    self->batches += received > 0;
+    if (self->prefetch != NULL && received > 0) {
+        warm(self, received);
+    }
     unsigned replies = 0;
     double now = monotonic();
     for (int i = 0; i < received; i++) {
@@ -283,8 +387,8 @@ Pump_take_counters(PumpObject *self, PyObject *Py_UNUSED(ignored))
         PyList_SET_ITEM(counts, i, count);
     }
     PyObject *error = self->last_error != NULL ? self->last_error : Py_None;
-    PyObject *result = Py_BuildValue("(NdKKO)", counts, self->sum, self->errors,
-                                     self->send_failed, error);
+    PyObject *result = Py_BuildValue("(NdKKOK)", counts, self->sum, self->errors,
+                                     self->send_failed, error, self->batches);
     if (result == NULL) {
         return NULL;
     }
@@ -292,6 +396,7 @@ Pump_take_counters(PumpObject *self, PyObject *Py_UNUSED(ignored))
     self->sum = 0.0;
     self->errors = 0;
     self->send_failed = 0;
+    self->batches = 0;
     Py_CLEAR(self->last_error);
     return result;
 }
@@ -299,11 +404,20 @@ Pump_take_counters(PumpObject *self, PyObject *Py_UNUSED(ignored))
 static int
 Pump_init(PumpObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"fd", "handle", "bounds", "batch", NULL};
-    int fd, batch = MAX_BATCH;
-    PyObject *handle, *bounds;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOO|i:Pump", keywords, &fd, &handle,
-                                     &bounds, &batch)) {
+    static char *keywords[] = {"fd",       "handle",   "bounds",    "batch",
+                               "prefetch", "imsi_vsa", "user_name", NULL};
+    int fd, batch = MAX_BATCH, imsi_vsa = 0, user_name = 0;
+    PyObject *handle, *bounds, *prefetch = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOO|i$Oii:Pump", keywords, &fd, &handle,
+                                     &bounds, &batch, &prefetch, &imsi_vsa, &user_name)) {
+        return -1;
+    }
+    if (prefetch != Py_None && !PyCallable_Check(prefetch)) {
+        PyErr_SetString(PyExc_TypeError, "prefetch must be callable or None");
+        return -1;
+    }
+    if (imsi_vsa < 0 || imsi_vsa > 255 || user_name < 0 || user_name > 255) {
+        PyErr_SetString(PyExc_ValueError, "imsi_vsa and user_name are attribute types 0..255");
         return -1;
     }
     if (!PyCallable_Check(handle)) {
@@ -336,8 +450,17 @@ Pump_init(PumpObject *self, PyObject *args, PyObject *kwargs)
     self->nbounds = (int)count;
     self->fd = fd;
     self->batch = batch;
+    self->imsi_vsa = imsi_vsa;
+    self->user_name = user_name;
     Py_INCREF(handle);
     Py_XSETREF(self->handle, handle);
+    if (prefetch == Py_None) {
+        Py_CLEAR(self->prefetch);
+    }
+    else {
+        Py_INCREF(prefetch);
+        Py_XSETREF(self->prefetch, prefetch);
+    }
     return 0;
 }
 
@@ -346,6 +469,7 @@ Pump_traverse(PumpObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->handle);
     Py_VISIT(self->last_error);
+    Py_VISIT(self->prefetch);
     return 0;
 }
 
@@ -354,6 +478,7 @@ Pump_clear(PumpObject *self)
 {
     Py_CLEAR(self->handle);
     Py_CLEAR(self->last_error);
+    Py_CLEAR(self->prefetch);
     for (int i = 0; i < HOSTS; i++) {
         Py_CLEAR(self->host_values[i]);
     }
@@ -375,15 +500,16 @@ static PyMethodDef Pump_methods[] = {
                "now), send the replies; return how many were received (0: none waiting).")},
     {"take_counters", (PyCFunction)Pump_take_counters, METH_NOARGS,
      PyDoc_STR("take_counters($self, /)\n--\n\n"
-               "Return (histogram counts, seconds summed, errors, send failures, last error) "
-               "since the last call, and start counting from zero.")},
+               "Return (histogram counts, seconds summed, errors, send failures, last error, "
+               "batches) since the last call, and start counting from zero.")},
     {NULL, NULL, 0, NULL},
 };
 
 static PyTypeObject PumpType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "core.service._datagrams.Pump",
-    .tp_doc = PyDoc_STR("Pump(fd, handle, bounds, batch=64)\n--\n\n"
+    .tp_doc = PyDoc_STR("Pump(fd, handle, bounds, batch=64, *, prefetch=None, imsi_vsa=0, "
+                        "user_name=0)\n--\n\n"
                         "Batched receive -> handle -> send for one non-blocking UDP socket."),
     .tp_basicsize = sizeof(PumpObject),
     .tp_itemsize = 0,
@@ -396,9 +522,51 @@ static PyTypeObject PumpType = {
     .tp_methods = Pump_methods,
 };
 
+static PyObject *
+imsi_keys(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *datagrams;
+    int imsi_vsa, user_name;
+    if (!PyArg_ParseTuple(args, "Oii:imsi_keys", &datagrams, &imsi_vsa, &user_name)) {
+        return NULL;
+    }
+    PyObject *sequence = PySequence_Fast(datagrams, "datagrams must be a sequence of bytes");
+    if (sequence == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(uint64_t));
+    if (result == NULL) {
+        Py_DECREF(sequence);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(sequence, i);
+        if (!PyBytes_Check(item)) {
+            Py_DECREF(sequence);
+            Py_DECREF(result);
+            PyErr_SetString(PyExc_TypeError, "datagrams must be a sequence of bytes");
+            return NULL;
+        }
+        uint64_t key = imsi_key((const unsigned char *)PyBytes_AS_STRING(item),
+                                PyBytes_GET_SIZE(item), imsi_vsa, user_name);
+        memcpy(PyBytes_AS_STRING(result) + i * (Py_ssize_t)sizeof key, &key, sizeof key);
+    }
+    Py_DECREF(sequence);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"imsi_keys", imsi_keys, METH_VARARGS,
+     PyDoc_STR("imsi_keys(datagrams, imsi_vsa, user_name, /)\n--\n\n"
+               "The keys a Pump hands to prefetch() for these datagrams: native uint64s.")},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "core.service._datagrams",
+    .m_methods = module_methods,
     .m_doc = "Batched datagram I/O (recvmmsg/sendmmsg) for the RADIUS ports; Linux only.",
     .m_size = -1,
 };

@@ -337,7 +337,39 @@ SessionTable_dealloc(SessionTableObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Warming the slots a datagram batch will write (see core/store/_index.c finder_prefetch): an
+ * accept writes its SIM's slot, a random line in a table of up to millions. Keys are IMSIs as
+ * the requests carry them; a virtual IMSI's slot is not its session's and warms nothing useful,
+ * which costs one wasted line. */
+void
+sessions_prefetch(PyObject *table, const uint64_t *keys, Py_ssize_t count)
+{
+    SessionTableObject *self = (SessionTableObject *)table;
+    if (self->slots == NULL) {
+        return;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (keys[i] != 0) {
+            __builtin_prefetch(&self->slots[home(self, keys[i])], 1);
+        }
+    }
+}
+
+static PyObject *
+SessionTable_prefetch(SessionTableObject *self, PyObject *keys)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(keys, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    sessions_prefetch((PyObject *)self, view.buf, view.len / 8);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef SessionTable_methods[] = {
+    {"prefetch", (PyCFunction)SessionTable_prefetch, METH_O,
+     "prefetch(keys): warm the slots of these IMSIs (native uint64s)."},
     {"record", (PyCFunction)(void (*)(void))SessionTable_record, METH_FASTCALL,
      "record(primary, session_id, imsi, reported, nas, framed_ip, created): the SIM's new "
      "session, online."},

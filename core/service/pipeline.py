@@ -98,6 +98,10 @@ class Pipeline:
         self._class_header = handles.class_
         self._nas_ip = handles.nas_ip_address
         self._nas_identifier = handles.nas_identifier
+        #: what a batch's IMSIs are read from (core/service/_datagrams.c imsi_key): the
+        #: 3GPP-IMSI vendor type, and User-Name's type when it may carry the IMSI (else 0)
+        self.imsi_vsa = handles.imsi_3gpp
+        self.imsi_user_name = handles.user_name if settings.imsi_from_user_name else 0
         #: side effects of decisions (sessions, events, writes); None: decide only
         self.reactions: Reactions | None = None
         #: the transport's sendto, for replies that finish after a durable write
@@ -128,6 +132,16 @@ class Pipeline:
         if code == _ACCOUNTING_REQUEST and not self._auth_port:
             return self._accounting_request(packet, client)
         return self._drop(Drop.UNEXPECTED_CODE)
+
+    def prefetch(self, keys: bytes) -> None:
+        """Warm what a batch's decisions will read: the table's IMSI slots and records, the
+        session slots. ``keys`` are the batch's IMSIs (native uint64s, 0: none), from the
+        datagram pump. A hint only: nothing is looked up or changed."""
+        warm = getattr(self.table.find, "prefetch", None)  # the C finder's; the table is
+        if warm is not None:  # swapped whole at compaction, so it is asked each batch
+            warm(keys)
+        if self.reactions is not None:
+            self.reactions.prefetch(keys)
 
     def _drop(self, reason: Drop) -> bytes | None:
         """Count a silent discard; returns None so callers can ``return self._drop(...)``."""

@@ -51,6 +51,8 @@ class Reactions:
         self._commit = commit
         self.sessions = sessions
         self._record = sessions.record
+        #: warms what a datagram batch's accepts will write (Pipeline.prefetch)
+        self.prefetch = sessions.prefetch
         self.hub = hub
         self._clock = clock  # wall clock (unix seconds) for sessions and events
         self._sim_ids: dict[int, str] = {}  # primary IMSI -> simId, bounded

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from typing import Final, NamedTuple, cast
 
 _NAS_IP_ADDRESS: Final = 4
@@ -42,6 +43,10 @@ def describe_nas(raw: bytes) -> str | None:
 
 
 SessionRow = tuple[int, int, int, bytes, int, float, bool]  # Session's fields, a plain tuple
+
+
+def _no_prefetch(keys: bytes) -> None:
+    """A dict has nothing to warm ahead of its lookups."""
 
 
 class PythonSessions:
@@ -112,6 +117,8 @@ class Sessions:
     def __init__(self, expected: int = 0, table: type[PythonSessions] = SessionTable) -> None:
         self.table = table(expected)
         self.record = self.table.record
+        #: warm the slots of a datagram batch's IMSIs (native uint64s); the C table's only
+        self.prefetch: Callable[[bytes], None] = getattr(self.table, "prefetch", _no_prefetch)
 
     def __len__(self) -> int:
         return len(self.table)

@@ -51,6 +51,7 @@ class Stats:
     """Everything the hot path counts, for one process."""
 
     __slots__ = (
+        "batches",
         "decisions",
         "drops",
         "duration_buckets",
@@ -70,6 +71,7 @@ class Stats:
         self.replies: dict[int, int] = dict.fromkeys(map(int, Code), 0)
         self.duration_buckets = [0] * (len(DURATION_BOUNDS) + 1)  # the last one is +Inf
         self.duration_sum = 0.0
+        self.batches = 0  # receive calls that returned datagrams (the C pump's batches)
         #: actions of events (core.service.events) not carried out, by reason
         self.events_dropped: dict[EventDrop, int] = dict.fromkeys(EventDrop, 0)
         #: webhook POSTs answered 2xx, and deliveries given up after the last attempt

@@ -225,7 +225,14 @@ class BatchedPort:
         self.pipeline = pipeline
         self._sock = sock
         self._loop = asyncio.get_running_loop()
-        self._pump = module.Pump(sock.fileno(), pipeline.handle, DURATION_BOUNDS)
+        self._pump = module.Pump(
+            sock.fileno(),
+            pipeline.handle,
+            DURATION_BOUNDS,
+            prefetch=pipeline.prefetch,
+            imsi_vsa=pipeline.imsi_vsa,
+            user_name=pipeline.imsi_user_name,
+        )
         self._batch = 64
         self._collections = collections
         self._rejects = DelayedRejects(pipeline, self._send)
@@ -259,8 +266,9 @@ class BatchedPort:
             self.pipeline.stats.drops[Drop.REPLY_NOT_SENT] += 1
 
     def take_counters(self) -> None:
-        counts, seconds, errors, send_failed, error = self._pump.take_counters()
+        counts, seconds, errors, send_failed, error, batches = self._pump.take_counters()
         stats = self.pipeline.stats
+        stats.batches += batches
         buckets = stats.duration_buckets
         for index, count in enumerate(counts):
             if count:

@@ -7,10 +7,13 @@ import asyncio
 import gc
 import os
 import socket
+import struct
 import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.app import Server, StartupError
 from core.probe import Request, build_access_request
@@ -82,8 +85,8 @@ def test_a_burst_is_taken_in_batches_and_every_reply_reaches_its_sender(
     for index, sender in enumerate(senders):
         replies = {sender.recv(100) for _ in range(50)}
         assert replies == {b"re:%d" % n for n in range(index, 150, 3)}
-    counts, seconds, errors, failed, error = pump.take_counters()
-    assert (sum(counts), errors, failed, error) == (150, 0, 0, None)
+    counts, seconds, errors, failed, error, batches = pump.take_counters()
+    assert (sum(counts), errors, failed, error, batches) == (150, 0, 0, None, 3)
     assert len(counts) == len(DURATION_BOUNDS) + 1 and seconds > 0
     assert sum(pump.take_counters()[0]) == 0  # taken: counting starts again from zero
     for sender in senders:
@@ -110,7 +113,7 @@ def test_no_reply_for_none_and_an_exception_costs_only_its_own_datagram(
     sender.settimeout(0.2)
     with pytest.raises(TimeoutError):
         sender.recv(100)
-    counts, _, errors, failed, error = pump.take_counters()
+    counts, _, errors, failed, error, _ = pump.take_counters()
     assert (sum(counts), errors, failed) == (4, 1, 0)
     assert isinstance(error, RuntimeError) and error.__traceback__ is not None
     sender.close()
@@ -133,6 +136,115 @@ def test_processing_time_lands_in_its_histogram_bucket(server_socket: socket.soc
     assert DURATION_BOUNDS[bucket - 1] < seconds <= DURATION_BOUNDS[bucket]
     assert 0.003 <= seconds < 0.5
     sender.close()
+
+
+def _access_request(imsi: str | None, user_name: str | None = None) -> bytes:
+    request = Request(imsi=imsi, imei="35693803564380", user_name=user_name)
+    return build_access_request(request, 1, os.urandom(16), KEY, HANDLES)
+
+
+@needs_extension
+def test_prefetch_gets_the_batch_s_imsis_before_any_of_it_is_handled(
+    server_socket: socket.socket,
+) -> None:
+    order: list[object] = []
+
+    def prefetch(keys: bytes) -> None:
+        order.append(("prefetch", list(struct.unpack(f"={len(keys) // 8}Q", keys))))
+
+    def handle(data: bytes, address: tuple[str, int], now: float) -> bytes | None:
+        order.append("handle")
+        return None
+
+    assert udp.datagrams is not None
+    pump = udp.datagrams.Pump(
+        server_socket.fileno(),
+        handle,
+        DURATION_BOUNDS,
+        prefetch=prefetch,
+        imsi_vsa=HANDLES.imsi_3gpp,
+        user_name=HANDLES.user_name,
+    )
+    (sender,) = clients(1)
+    for datagram in (
+        _access_request("440101234567890"),
+        _access_request(None, user_name="001010000000001"),  # the IMSI in User-Name
+        _access_request("99999000000042", user_name="001010000000001"),  # 3GPP-IMSI first
+        _access_request("4401012345x7890"),  # not digits: no key
+        b"\x01\x01\x00\x14" + bytes(12),  # too short for its header: no key
+    ):
+        sender.sendto(datagram, server_socket.getsockname())
+    time.sleep(0.05)  # all five queued: one batch
+    assert drain(pump, 5) == 5
+
+    keys = [440101234567890, 1010000000001, 99999000000042, 0, 0]
+    assert order == [("prefetch", keys)] + ["handle"] * 5
+    sender.close()
+
+
+@needs_extension
+def test_a_failing_prefetch_is_counted_and_the_batch_still_handled(
+    server_socket: socket.socket,
+) -> None:
+    def prefetch(keys: bytes) -> None:
+        raise RuntimeError("prefetch failed")
+
+    assert udp.datagrams is not None
+    pump = udp.datagrams.Pump(
+        server_socket.fileno(), lambda data, address, now: data, DURATION_BOUNDS, prefetch=prefetch
+    )
+    (sender,) = clients(1)
+    sender.sendto(b"echo", server_socket.getsockname())
+    assert drain(pump, 1) == 1
+    assert sender.recv(100) == b"echo"
+    _, _, errors, _, error, _ = pump.take_counters()
+    assert errors == 1 and isinstance(error, RuntimeError)
+    sender.close()
+
+
+@needs_extension
+@settings(max_examples=300, deadline=None)
+@given(
+    imsi=st.text("0123456789", min_size=1, max_size=19),
+    user_name=st.one_of(st.none(), st.text("0123456789", min_size=1, max_size=19)),
+    in_user_name=st.booleans(),
+)
+def test_imsi_keys_read_the_imsi_the_pipeline_reads(
+    imsi: str, user_name: str | None, in_user_name: bool
+) -> None:
+    assert udp.datagrams is not None
+    if in_user_name:
+        datagram = _access_request(None, user_name=imsi)
+        expected_with, expected_without = int(imsi), 0
+    else:
+        datagram = _access_request(imsi, user_name=user_name)
+        expected_with = expected_without = int(imsi)
+    vsa, name = HANDLES.imsi_3gpp, HANDLES.user_name
+    for user_name_type, expected in ((name, expected_with), (0, expected_without)):
+        keys = udp.datagrams.imsi_keys([datagram], vsa, user_name_type)
+        assert struct.unpack("=Q", keys) == (expected,)
+
+
+@needs_extension
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.binary(max_size=300), max_size=4),
+    st.data(),
+)
+def test_imsi_keys_never_read_past_a_datagram(datagrams: list[bytes], data: st.DataObject) -> None:
+    # random bytes, and real requests cut short or with octets overwritten (lengths that lie)
+    real = _access_request("440101234567890", user_name="001010000000001")
+    cut = data.draw(st.integers(0, len(real)))
+    at = data.draw(st.lists(st.tuples(st.integers(0, len(real) - 1), st.integers(0, 255))))
+    mutated = bytearray(real)
+    for position, value in at:
+        mutated[position] = value
+    datagrams += [real[:cut], bytes(mutated)]
+    assert udp.datagrams is not None
+    keys = udp.datagrams.imsi_keys(datagrams, HANDLES.imsi_3gpp, HANDLES.user_name)
+    assert len(keys) == 8 * len(datagrams)
+    if not at:
+        assert struct.unpack("=Q", keys[-8:]) == (440101234567890,)
 
 
 def _has_ipv6_loopback() -> bool:
@@ -208,7 +320,10 @@ async def test_a_burst_of_access_requests_from_many_sockets_is_answered_in_full(
         authenticator, expected = requests[(index, reply[1])]
         assert verify_reply(reply, authenticator, KEY)
         assert reply[0] == expected
+    server.stats.refresh()  # the pump's own counters, errors of prefetch() among them
     assert server.stats.drops[Drop.INTERNAL_ERROR] == 0
+    if udp.datagrams is not None:
+        assert 200 / 64 <= server.stats.batches <= 200
     for sender in senders:
         sender.close()
 

@@ -6,6 +6,8 @@ restarted, growth past the first allocation) and must answer the same at every s
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,3 +165,18 @@ def test_the_c_table_keeps_everything_across_its_small_and_mapped_allocations() 
         table.get(key) == (n, key, n, NAS_IP, 0, float(n), True) for n, key in enumerate(keys, 1)
     )
     assert table.get(440100000000000) is None
+
+
+@pytest.mark.skipif(SessionTable is None, reason="core.service._sessions is not built")
+def test_prefetch_is_a_hint_that_changes_nothing() -> None:
+    table = SessionTable(expected=100_000)  # a mapped allocation
+    table.record(440101234567890, 1, 440101234567890, 0, NAS_IP, 0, 1.0)
+    before = table.get(440101234567890)
+    keys = [0, 1, 440101234567890, 440109999999999, 2**64 - 1]
+    table.prefetch(struct.pack(f"={len(keys)}Q", *keys) + b"\x01\x02\x03")  # a ragged tail
+    table.prefetch(b"")
+    assert table.get(440101234567890) == before and len(table) == 1
+    assert SessionTable().prefetch(struct.pack("=Q", 440101234567890)) is None  # empty table
+    with pytest.raises(TypeError):
+        table.prefetch("not a buffer")  # type: ignore[arg-type]
+    assert Sessions(table=PythonSessions).prefetch(struct.pack("=Q", 1)) is None

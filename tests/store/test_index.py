@@ -3,6 +3,7 @@ None) for every IMSI of a table, for misses, through the overlay, and a closed m
 
 from __future__ import annotations
 
+import struct
 import tempfile
 
 import pytest
@@ -110,3 +111,18 @@ def test_a_closed_map_is_refused_not_read(table_factory: TableFactory) -> None:
     mapped.close()
     with pytest.raises(ValueError, match="closed"):
         c_find(int(SIM_LINES[0]["imsi"]))  # type: ignore[operator]
+
+
+def test_prefetch_is_a_hint_that_changes_nothing(table_factory: TableFactory) -> None:
+    mapped = table_factory(SIMS)
+    c_find, py_find = both(mapped)
+    imsis = [int(line["imsi"]) for line in SIM_LINES]
+    keys = [key for key in imsis + MISSES if 0 <= key < 2**64]
+    c_find.prefetch(struct.pack(f"={len(keys)}Q", *keys) + b"\x07")  # type: ignore[attr-defined]
+    for imsi in imsis + MISSES:
+        assert c_find(imsi) == py_find(imsi)  # type: ignore[operator]
+    with pytest.raises(TypeError):
+        c_find.prefetch(12)  # type: ignore[attr-defined]
+    del mapped.find
+    mapped.close()
+    assert c_find.prefetch(struct.pack("=Q", imsis[0])) is None  # type: ignore[attr-defined]
