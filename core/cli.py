@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-BENCHMARKS = ("micro", "load", "peer", "writes", "spawn", "plots")
+BENCHMARKS = ("micro", "load", "sizes", "peer", "writes", "spawn", "plots")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -114,6 +114,7 @@ def _bench(args: argparse.Namespace) -> int:
     steps: list[tuple[str, ...]] = [
         ("micro",),
         ("load", "--sweep", "--half", "--seconds", "8", "--retries", "1", "--settle", "10"),
+        ("sizes", "--rounds", "3", "--seconds", "8"),
     ]
     if shutil.which("freeradius") or Path("/usr/sbin/freeradius").exists():
         steps.append(("peer", "--rounds", "3", "--seconds", "8"))
