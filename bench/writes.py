@@ -22,19 +22,21 @@ server's CPU time per write.
                                 compaction child inherits the pinning)
 
 The SetLocks rewrite locks as they are (same identity and flag), so every verdict stays what
-the scenario expects and is checked again at the end. Each mode runs ``--repeats`` times, each
-run right after a read-only run; the ratio reported is the median over the runs of (the run's
-rate / the read-only run just before it), which cancels most of the drift of a shared machine
-(target: >= 0.90); the ratio of the medians is printed beside it. The garbage collector runs as
-in the server (core.service.udp.Collections: young generations every 128 requests; micro.py
-turns it off).
+the scenario expects and is checked again at the end. Each write mode is measured against
+read-only in ``--slices`` pairs of ``--slice`` s slices, in the order A B B A A B ...: the
+machine's drift over seconds (up to 15% between two 4 s read-only runs here) falls on both
+sides alike. The compaction child is stopped (SIGSTOP) during the read-only slices and continued
+in the others. The ratio reported is the mode's decisions/s over its slices / read-only's over
+theirs (target: >= 0.90); the median and range of the pairs' ratios are printed beside it. The
+garbage collector runs as in the server (core.service.udp.Collections: young generations every
+128 requests; micro.py turns it off).
 
-The machine has two CPUs and is shared: before each run the benchmark waits (``--settle``) for
-other processes to go quiet; during a hot-path run it records the time other processes took
-from CPU 0 (``stolenPercent``) and their CPU use anywhere (``otherCpuPercent``). A run with
-either high is "disturbed", and the ratio is also given over the pairs where neither run was.
+The machine has two CPUs and is shared: before each mode the benchmark waits (``--settle``) for
+other processes to go quiet; during it, it records the time other processes took from CPU 0
+(``stolenPercent``) and their CPU use anywhere (``otherCpuPercent``). A mode with either high
+is marked DISTURBED.
 
-    .venv/bin/python bench/writes.py [--size 1m] [--only api|hotpath] [--seconds 4] [--repeats 5]
+    .venv/bin/python bench/writes.py [--size 1m] [--only api|hotpath] [--slices 16] [--slice 0.5]
 
 Writes one JSON result under bench/results/.
 """
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -84,6 +87,7 @@ MODES: Final = ("read-only", "writes", "writes+compaction", "writes+compaction-s
 CPUS: Final = frozenset(os.sched_getaffinity(0))  # before this process pins itself
 NOISY: Final = 15.0  # % of a CPU used by other processes: wait before measuring
 STOLEN: Final = 3.0  # % of a hot-path run that other processes took from CPU 0: disturbed
+TARGET: Final = 0.90  # decisions beside writes and a compaction / read-only (issue 3)
 
 
 def main() -> int:
@@ -91,11 +95,15 @@ def main() -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="1m")
     parser.add_argument("--only", choices=("api", "hotpath"), default=None)
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP connections")
-    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=4.0, help="api: per measurement")
     parser.add_argument("--warmup", type=float, default=1.0, help="api: not counted")
-    parser.add_argument("--repeats", type=int, default=5, help="median of this many")
+    parser.add_argument("--repeats", type=int, default=5, help="api: median of this many")
     parser.add_argument("--packets", type=int, default=100_000, help="hotpath: requests built")
     parser.add_argument("--interval", type=float, default=0.001, help="hotpath: s between writes")
+    parser.add_argument(
+        "--slices", type=int, default=16, help="hotpath: read-only/mode slice pairs per mode"
+    )
+    parser.add_argument("--slice", type=float, default=0.5, help="hotpath: s per slice")
     parser.add_argument(
         "--compaction-rate-mb",
         type=float,
@@ -467,43 +475,87 @@ class Journaling:
 
 
 class Compactions:
-    """``python -m core.store.recovery compact`` back to back on ``cpu`` until stopped."""
+    """``python -m core.store.recovery compact`` back to back on ``cpu``, pausable.
+
+    ``pause()`` stops the running child (SIGSTOP) and starts no new one until ``resume()``
+    (SIGCONT): the read-only slices of an interleaved run have no compaction beside them, the
+    others have one wherever it had got to.
+    """
 
     def __init__(self, directory: Path, journal: JournalWriter, cpu: int, rate_mb: float) -> None:
         self.directory = directory
         self.rate_mb = rate_mb
         self.journal = journal
         self.cpu = cpu
-        self.done: list[float] = []
+        self.done = 0
+        self.failure: str | None = None
         self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen[str] | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            upto = self.journal.durable_seq
+        while True:
+            self._running.wait()
+            if self._stop.is_set():
+                return
             command = [
                 sys.executable,
                 "-m",
                 "core.store.recovery",
                 "compact",
                 str(self.directory),
-                str(upto),
+                str(self.journal.durable_seq),
                 f"--nice={COMPACTION_NICENESS}",  # as the server runs it
                 f"--rate-mb={self.rate_mb}",
             ]
-            begin = time.perf_counter()
-            finished = subprocess.run(
-                pinned(command, self.cpu), cwd=ROOT, capture_output=True, text=True, check=False
-            )
-            if finished.returncode != 0:
-                raise SystemExit(f"compaction failed: {finished.stderr.strip()}")
-            self.done.append(time.perf_counter() - begin)
+            with self._lock:
+                child = subprocess.Popen(
+                    pinned(command, self.cpu),
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                self._child = child
+            _, error = child.communicate()
+            with self._lock:
+                self._child = None
+            if self._stop.is_set():
+                return
+            if child.returncode != 0:
+                self.failure = error.strip() or f"exit status {child.returncode}"
+                return
+            self.done += 1
             prune_snapshots(self.directory, keep=1)  # the live table keeps its own mapped
 
+    def _signal(self, number: signal.Signals) -> None:
+        if self._child is not None and self._child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._child.pid, number)
+
+    def pause(self) -> None:
+        with self._lock:
+            self._running.clear()
+            self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        with self._lock:
+            self._signal(signal.SIGCONT)
+            self._running.set()
+
     def stop(self) -> None:
-        self._stop.set()
+        """Kill the running compaction (its scratch file goes with the benchmark's directory)."""
+        with self._lock:
+            self._stop.set()
+            self._signal(signal.SIGKILL)
+            self._running.set()
         self._thread.join()
+        if self.failure is not None:
+            raise SystemExit(f"compaction failed: {self.failure}")
 
 
 def same_locks(sims: int) -> Iterator[SetLock]:
@@ -540,74 +592,44 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
     journaling.write()  # one durable record: a compaction has something to do
     journaling.stop()
     work = [(packet, ("127.0.0.1", 40000 + n % 20000)) for n, (packet, _) in enumerate(packets)]
-    rates: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
-    # Each mode right after a read-only run: the pair is seconds apart, so drift (other
-    # people's work, CPU frequency) mostly cancels out of the ratio.
-    plan = [step for mode in MODES[1:] for step in ("read-only", mode)]
+    summary: dict[str, Any] = {
+        "sliceSeconds": args.slice,
+        "slicePairs": args.slices,
+        "writeInterval": args.interval,
+    }
     gc.collect()
     gc.freeze()
     try:
-        for repeat in range(args.repeats):
-            before, before_clean = 0, False
-            for mode in plan:
-                point = hotpath_point(mode, pipeline, work, journaling, directory, args)
-                rate = point["decisionsPerSecond"]
-                if mode == "read-only":
-                    before, before_clean = rate, not disturbed(point)
-                else:
-                    point["ratioToPrecedingReadOnly"] = round(rate / before, 3)
-                    point["cleanPair"] = before_clean and not disturbed(point)
-                rates[mode].append(point)
-                print(
-                    f"  hotpath {mode:27} run {repeat + 1}: {rate:9,.0f} decisions/s"
-                    + (f" ({rate / before:.3f})" if mode != "read-only" else "         ")
-                    + f", {point['writes']} writes, {point['compactions']} compactions, "
-                    f"{point['syncs']} syncs, journal thread {point['helperCpuPercent']:.1f}% "
-                    f"of CPU 0, "
-                    f"stolen {point['stolenPercent']:.1f}% (others {point['otherCpuPercent']:.0f}%)"
-                )
+        for mode in MODES[1:]:
+            summary[mode] = point = hotpath_mode(mode, pipeline, work, journaling, directory, args)
+            print(
+                f"  hotpath {mode:27} {point['decisionsPerSecond']:9,} decisions/s against "
+                f"{point['readOnlyDecisionsPerSecond']:9,} read-only: ratio {point['ratio']:.3f} "
+                f"(pairs: median {point['medianPairRatio']:.3f}, "
+                f"{min(point['pairRatios']):.3f}-{max(point['pairRatios']):.3f}); "
+                f"{point['writes']} writes, {point['syncs']} syncs, {point['compactions']} "
+                f"compactions; journal thread {point['helperCpuPercent']:.1f}% of CPU 0, stolen "
+                f"{point['stolenPercent']:.1f}% (others {point['otherCpuPercent']:.0f}%)"
+                + (" DISTURBED" if disturbed(point) else ""),
+                flush=True,
+            )
     finally:
         journaling.stop()
     check(pipeline, packets)  # the writes changed no verdict
     journal.close()
     live.close()
-
-    summary: dict[str, Any] = {"seconds": args.seconds, "writeInterval": args.interval}
-    baseline = statistics.median(p["decisionsPerSecond"] for p in rates["read-only"])
-    for mode, points in rates.items():
-        median = statistics.median(p["decisionsPerSecond"] for p in points)
-        paired = [p["ratioToPrecedingReadOnly"] for p in points if "ratioToPrecedingReadOnly" in p]
-        clean = [p["ratioToPrecedingReadOnly"] for p in points if p.get("cleanPair")]
-        summary[mode] = {
-            "decisionsPerSecond": round(median),
-            "ratioOfMedians": round(median / baseline, 3),
-            "medianPairedRatio": round(statistics.median(paired), 3) if paired else 1.0,
-            "cleanPairs": len(clean),
-            "medianCleanPairedRatio": round(statistics.median(clean), 3) if clean else None,
-            "disturbedRuns": sum(1 for p in points if disturbed(p)),
-            "runs": points,
-        }
     print(
-        f"hot path, {live.sim_count:,} SIMs, median of {len(rates['read-only'])} read-only and "
-        f"{args.repeats} other runs (ratio: median of each run / the read-only run before it):"
+        f"hot path, {live.sim_count:,} SIMs, {args.slices} pairs of {args.slice:g} s slices per "
+        "mode, read-only and the mode in turn (ratio: the mode's rate / read-only's over them):"
     )
-    for mode in MODES:
+    for mode in MODES[1:]:
         entry = summary[mode]
-        clean = entry["medianCleanPairedRatio"]
-        print(
-            f"  {mode:27} {entry['decisionsPerSecond']:9,} decisions/s  "
-            f"ratio {entry['medianPairedRatio']:.3f} (of medians {entry['ratioOfMedians']:.3f}"
-            + (
-                f"; {clean:.3f} over the {entry['cleanPairs']} undisturbed pairs"
-                if clean is not None and mode != "read-only"
-                else ""
-            )
-            + f"), {entry['disturbedRuns']} disturbed runs"
-        )
+        verdict = "within 10%" if entry["ratio"] >= TARGET else "NOT within 10%"
+        print(f"  {mode:27} ratio {entry['ratio']:.3f}  [{verdict}]")
     return summary
 
 
-def hotpath_point(
+def hotpath_mode(
     mode: str,
     pipeline: Pipeline,
     work: list[tuple[bytes, tuple[str, int]]],
@@ -615,10 +637,17 @@ def hotpath_point(
     directory: Path,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """One run of ``mode``; ``stolenPercent`` is CPU 0 time that went to other people's work.
+    """Read-only and ``mode`` in turn, ``args.slices`` pairs of ``args.slice`` s each.
 
-    Stolen = the decision thread's run-queue wait, less what this process's own threads and, in
-    the same-CPU mode, the compaction child ran meanwhile (those compete by design).
+    One long run per mode against one long read-only run left the ratio at the mercy of the
+    machine's drift: back-to-back 4 s read-only runs differed by up to 15%. Slices of half a
+    second, in the order A B B A A B ..., put both sides under the same drift. The journal
+    thread runs throughout (idle in read-only slices: nothing to sync); the compaction child is
+    stopped (SIGSTOP) during read-only slices and continued in the mode's.
+
+    ``stolenPercent`` is CPU 0 time that went to other people's work: the decision thread's
+    run-queue wait, less what this process's own threads and, in the same-CPU mode, the
+    compaction children ran meanwhile (those compete by design).
     """
     settle(args.settle)
     same_cpu = mode.endswith("same-cpu")
@@ -631,18 +660,30 @@ def hotpath_point(
             args.compaction_rate_mb,
         )
         time.sleep(0.3)  # the child is past its imports and copying
-    write = None
-    if mode != "read-only":
-        journaling.start()
-        write = journaling.write
-    before = journaling.applied
-    syncs_before = journaling.syncs
+    journaling.start()
+    writes_before, syncs_before = journaling.applied, journaling.syncs
+    calls = {"read-only": 0, mode: 0}
+    seconds = {"read-only": 0.0, mode: 0.0}
+    pairs: list[float] = []
     others = OtherCpu({os.getpid()})
     main = threading.get_native_id()
     waited, helpers, children = thread_wait(main), helper_cpu(main), children_cpu()
     begin = time.perf_counter()
     try:
-        rate = decide(pipeline, work, args.seconds, write, args.interval)
+        for number in range(args.slices):
+            order = ("read-only", mode) if number % 2 == 0 else (mode, "read-only")
+            rates = {}
+            for side in order:
+                writing = side != "read-only"
+                if compactions is not None:
+                    (compactions.resume if writing else compactions.pause)()
+                done, spent = decide(
+                    pipeline, work, args.slice, journaling.write if writing else None, args.interval
+                )
+                calls[side] += done
+                seconds[side] += spent
+                rates[side] = done / spent
+            pairs.append(rates[mode] / rates["read-only"])
     finally:
         elapsed = time.perf_counter() - begin
         waited, helpers = thread_wait(main) - waited, helper_cpu(main) - helpers
@@ -652,12 +693,17 @@ def hotpath_point(
         journaling.stop()
         children = children_cpu() - children if same_cpu else 0.0
     stolen = max(0.0, waited - helpers - children)
+    rate = calls[mode] / seconds[mode]
+    read_only = calls["read-only"] / seconds["read-only"]
     return {
         "decisionsPerSecond": round(rate),
-        "writes": journaling.applied - before,
+        "readOnlyDecisionsPerSecond": round(read_only),
+        "ratio": round(rate / read_only, 3),
+        "medianPairRatio": round(statistics.median(pairs), 3),
+        "pairRatios": [round(ratio, 3) for ratio in pairs],
+        "writes": journaling.applied - writes_before,
         "syncs": journaling.syncs - syncs_before,
-        "compactions": 0 if compactions is None else len(compactions.done),
-        "compactionSeconds": [] if compactions is None else [round(s, 2) for s in compactions.done],
+        "compactions": 0 if compactions is None else compactions.done,
         "otherCpuPercent": other_percent,
         "stolenPercent": round(100 * stolen / elapsed, 1),
         "helperCpuPercent": round(100 * helpers / elapsed, 1),
@@ -699,8 +745,9 @@ def decide(
     write: Callable[[], None] | None,
     interval: float,
     chunk: int = 32,
-) -> float:
+) -> tuple[int, float]:
     """Feed the packets round after round for ``seconds``; every ``interval`` s, ``write()``.
+    Returns (requests decided, seconds taken).
 
     The clock is read every ``chunk`` packets in every mode, so read-only pays for it too.
     """
@@ -728,7 +775,7 @@ def decide(
                     write()
                 due += interval
                 if at >= deadline:
-                    return calls / (clock() - start)
+                    return calls, clock() - start
         pipeline.cache.expire(now + 1000.0)
 
 
