@@ -134,7 +134,7 @@ class Reactions:
         primary = subscriber.primary_imsi
         found = self._sim_ids.get(primary)
         if found is None:
-            found = str(self._live().document(subscriber.sim_index)["simId"])
+            found = self._live().sim_id(subscriber.sim_index)
             if len(self._sim_ids) >= _SIM_ID_CACHE:
                 self._sim_ids.clear()
             self._sim_ids[primary] = found

@@ -123,14 +123,13 @@ class LiveTable:
         return self.base.sim_document(index)
 
     def sim_id(self, index: int) -> str:
-        """Return the simId of the SIM at ``index`` (Subscriber.sim_index): reads its document.
+        """Return the simId of the SIM at ``index`` (Subscriber.sim_index), from its document.
 
         Raises:
             IndexError: no such SIM.
         """
         change = self._changed.get(index)
-        document = self.base.sim_document(index) if change is None else change.document
-        return str(document["simId"])
+        return self.base.sim_id(index) if change is None else str(change.document["simId"])
 
     def sim_ids(self, offset: int = 0, limit: int | None = None) -> list[str]:
         """Return simIds in index order (the snapshot's, then new ones), from ``offset``."""

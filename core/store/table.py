@@ -221,6 +221,30 @@ class Table:
         self.verify_cold()
         return self._document(index)
 
+    def sim_id(self, index: int) -> str:
+        """Return the simId of the SIM at a record index.
+
+        perf: every imeiLockRejected event names its SIM by simId, and the reactions remember
+        only the last 65,536; past them, at 10M SIMs, parsing the whole document cost 4.0 µs
+        per reject, reading its head 2.1 µs (random SIMs). The documents simgate writes begin
+        with the simId, so the raw bytes up to the closing quote are the answer when no
+        backslash (an escape) comes before it; anything else is parsed.
+
+        Raises:
+            IndexError: no such record.
+            SnapshotError: the cold section is corrupt (see verify_cold()).
+        """
+        if not 0 <= index < self.sim_count:
+            raise IndexError(f"no SIM record {index}")
+        self.verify_cold()
+        start, length = self._cold_span(index)
+        head = self._buffer[start : start + min(length, _SIM_ID_HEAD)]
+        if head.startswith(_SIM_ID_FIRST):
+            end = head.find(b'"', _AT_START)
+            if end > 0 and head.find(b"\\", _AT_START, end) < 0:
+                return head[_AT_START:end].decode()
+        return str(self._document(index)["simId"])
+
     def finder(self, overlay: dict[int, Subscriber]) -> Finder:
         """Return find() with ``overlay`` (IMSI -> Subscriber) consulted first.
 
@@ -288,6 +312,7 @@ class Table:
 _PRIMARY: Final = struct.Struct("<Q")
 _SIM_ID_FIRST: Final = b'{"simId":"'  # how the documents simgate writes begin
 _AT_START: Final = len(_SIM_ID_FIRST)
+_SIM_ID_HEAD: Final = _AT_START + 256  # bytes read for sim_id(); a longer simId is parsed
 _FOUND_IDS: Final = 65_536  # simIds remembered by sim_by_id
 _HOT_RECORD: Final = struct.Struct("<QQHBB")  # RECORD's head: the cold reference is not read
 

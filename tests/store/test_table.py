@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from array import array
 from collections.abc import Callable
@@ -134,8 +135,10 @@ def test_colliding_sim_id_keys_are_told_apart(
         (["sïm", "sim"], ['{"simId":"s\\u00efm"}', '{"simId":"sim"}']),  # escaped non-ASCII
         (['si"m', "si\\m"], ['{"simId":"si\\"m"}', '{"simId":"si\\\\m"}']),  # quote, backslash
         (["late", "later"], ['{"imsi":"x","simId":"late"}', '{"imsi":"y","simId":"later"}']),
+        (["sïm", "日本"], ['{"simId":"sïm"}', '{"simId":"日本"}']),  # UTF-8 as compaction writes
+        (["x" * 300, "x" * 30], ['{"simId":"' + "x" * 300 + '"}', '{"simId":"' + "x" * 30 + '"}']),
     ],
-    ids=["prefix", "escaped", "quote-backslash", "simid-not-first"],
+    ids=["prefix", "escaped", "quote-backslash", "simid-not-first", "utf-8", "long"],
 )
 def test_colliding_sim_ids_are_told_apart_however_the_document_spells_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sim_ids: list[str], documents: list[str]
@@ -152,6 +155,26 @@ def test_colliding_sim_ids_are_told_apart_however_the_document_spells_them(
         assert [mapped.sim_by_id(sim_id) for sim_id in sim_ids] == [0, 1]
         assert mapped.sim_by_id("sim") is (1 if "sim" in sim_ids else None)
         assert mapped.sim_by_id("absent") is None
+        assert [mapped.sim_id(0), mapped.sim_id(1)] == sim_ids
+        with pytest.raises(IndexError):
+            mapped.sim_id(2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sim_id=st.text(min_size=1, max_size=300), ascii_only=st.booleans(), first=st.booleans())
+def test_sim_id_reads_any_simid_however_json_wrote_it(
+    sim_id: str, ascii_only: bool, first: bool
+) -> None:
+    fields = {"simId": sim_id, "imsi": "440100000000001"}
+    if not first:
+        fields = {"imsi": "440100000000001", "simId": sim_id}
+    document = json.dumps(fields, separators=(",", ":"), ensure_ascii=ascii_only)
+    with tempfile.TemporaryDirectory() as directory:
+        with SnapshotWriter(Path(directory), 1, 0.0) as writer:
+            writer.add_sim(440100000000001, sim_id, document.encode())
+            path = writer.commit([])
+        with Table.open(path) as mapped:
+            assert mapped.sim_id(0) == sim_id
 
 
 def test_lock_on_first_connect_is_the_sim_flag_and_the_group_keeps_its_own(
