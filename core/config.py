@@ -12,6 +12,7 @@ Must not: import asyncio, structlog or any runtime module.
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -63,6 +64,8 @@ class Store:
     compact_after_records: int = 100_000  # journal records since the snapshot
     compact_after_seconds: float = 3600.0  # age of the oldest record not in a snapshot
     compaction_rate_mb: float = 100.0  # MB/s a compaction writes at most; 0: no limit
+    # CPUs for the journal's durable writes and the compaction child; (): the server's own
+    io_cpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,10 @@ def from_mapping(document: dict[str, Any]) -> Config:
         raise ConfigError("store.compact_after_seconds: must be more than 0")
     if not store.compaction_rate_mb >= 0:  # NaN too
         raise ConfigError("store.compaction_rate_mb: must be 0 (no limit) or more")
+    cpus = os.cpu_count() or 1
+    for cpu in store.io_cpus:
+        if not 0 <= cpu < cpus:
+            raise ConfigError(f"store.io_cpus: CPU {cpu} is not one of this machine's 0-{cpus - 1}")
     warnings = tuple(
         f"radius.clients[{i}].secret: {len(c.secret.encode())} octets is short; "
         "use 24 or more random octets (BlastRADIUS guidance)"
@@ -176,6 +183,12 @@ def _section(cls: type[_T], document: dict[str, Any], prefix: str, **given: Any)
 
 
 def _typed(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, tuple):  # a list of integers
+        if not isinstance(value, list) or any(
+            isinstance(item, bool) or not isinstance(item, int) for item in value
+        ):
+            raise ConfigError(f"{where}: must be a list of integers, not {value!r}")
+        return tuple(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: must be true or false, not {value!r}")

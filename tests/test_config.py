@@ -196,7 +196,35 @@ BAD = [
         "store.compaction_rate_mb: must be a number",
         id="compaction rate not a number",
     ),
+    pytest.param(
+        {"store": {"io_cpus": 1}}, "store.io_cpus: must be a list of integers", id="io cpus int"
+    ),
+    pytest.param(
+        {"store": {"io_cpus": [0, "1"]}},
+        "store.io_cpus: must be a list of integers",
+        id="io cpus text",
+    ),
+    pytest.param(
+        {"store": {"io_cpus": [True]}},
+        "store.io_cpus: must be a list of integers",
+        id="io cpus bool",
+    ),
+    pytest.param(
+        {"store": {"io_cpus": [4096]}},
+        "store.io_cpus: CPU 4096 is not one of this machine's",
+        id="io cpus beyond the machine",
+    ),
+    pytest.param(
+        {"store": {"io_cpus": [-1]}},
+        "store.io_cpus: CPU -1 is not one of this machine's",
+        id="io cpus negative",
+    ),
 ]
+
+
+def test_io_cpus_is_read_as_a_tuple() -> None:
+    assert from_mapping({"store": {"io_cpus": [0]}}).store.io_cpus == (0,)
+    assert from_mapping({}).store.io_cpus == ()
 
 
 @pytest.mark.parametrize(("document", "start"), BAD)

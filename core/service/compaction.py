@@ -55,8 +55,10 @@ class Compactor:
         after_records: int,
         after_seconds: float,
         rate_mb: float = 0.0,
+        cpus: tuple[int, ...] = (),
     ) -> None:
         self.data_dir = data_dir
+        self.cpus = cpus  # the child's CPUs (store.io_cpus); (): the server's
         self._journal = journal
         self._commit = commit
         self._live = live
@@ -153,6 +155,8 @@ class Compactor:
             f"--nice={COMPACTION_NICENESS}",
             f"--rate-mb={self.rate_mb}",
         ]
+        if self.cpus:
+            command.append(f"--cpus={','.join(map(str, self.cpus))}")
         started: list[subprocess.Popen[bytes]] = []
 
         def run() -> tuple[bytes, bytes, int]:

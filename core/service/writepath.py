@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.config import Config
-from core.service.commit import CommitLoop
+from core.service.commit import CommitLoop, sync_executor
 from core.service.compaction import Compactor
 from core.service.control import Control
 from core.service.events import EventHub, EventStore
@@ -39,8 +39,13 @@ class WritePath:
         self.journal = journal
         self.pipelines: list[Pipeline] = []
         store = config.store
+        self._sync_executor = sync_executor(store.io_cpus)
         self.commit = CommitLoop(
-            journal, self.current, always=store.fsync == "always", on_applied=self._applied
+            journal,
+            self.current,
+            always=store.fsync == "always",
+            on_applied=self._applied,
+            executor=self._sync_executor,
         )
         self.compactor = Compactor(
             Path(store.data_dir),
@@ -51,6 +56,7 @@ class WritePath:
             after_records=store.compact_after_records,
             after_seconds=store.compact_after_seconds,
             rate_mb=store.compaction_rate_mb,
+            cpus=store.io_cpus,
         )
         # sized for the table's SIMs up to SESSIONS_PRESIZED, growing by doubling past that: a
         # hash table touches a page per entry until it is full, so a table sized for 10M SIMs
@@ -101,6 +107,8 @@ class WritePath:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.webhooks.stop()
         await asyncio.to_thread(self.journal.close)
+        if self._sync_executor is not None:
+            self._sync_executor.shutdown(wait=True)
         self.live.close()
 
     def _applied(self, seq: int, command: Any, changed: bool) -> None:

@@ -169,9 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument(
         "--rate-mb", type=float, default=0.0, help="write at most this many MB/s (0: no limit)"
     )
+    run.add_argument(
+        "--cpus", default="", help="run on these CPUs (comma-separated; default: as started)"
+    )
     args = parser.parse_args(argv)
     if args.nice:
         os.nice(args.nice)
+    if args.cpus:
+        try:
+            os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
+        except (ValueError, OSError) as error:
+            sys.stderr.write(f"compact: --cpus {args.cpus}: {error}\n")
+            return 2
     import time  # the entry point is the adapter: only here does the store read the clock
 
     created_at = time.time() if args.created_at is None else args.created_at

@@ -25,8 +25,11 @@ from tests.subscribers import SIMS
 TOKEN = "test-token-7f3a9c"
 
 
-def admin_config(data_dir: Path, token: str = TOKEN, **radius: Any) -> Config:
-    """The service tests' settings (ephemeral ports, no reject delay) plus ``http.token``."""
+def admin_config(
+    data_dir: Path, token: str = TOKEN, store: dict[str, Any] | None = None, **radius: Any
+) -> Config:
+    """The service tests' settings (ephemeral ports, no reject delay) plus ``http.token``
+    (and ``store`` settings beside the data directory)."""
     document = {
         "radius": {
             "auth_port": 0,
@@ -35,7 +38,7 @@ def admin_config(data_dir: Path, token: str = TOKEN, **radius: Any) -> Config:
             "clients": [{"name": "radios", "address": "127.0.0.1", "secret": SECRET}],
             **radius,
         },
-        "store": {"data_dir": str(data_dir)},
+        "store": {"data_dir": str(data_dir), **(store or {})},
         "http": {"port": 0, "token": token},
     }
     return from_mapping(document)
@@ -50,12 +53,17 @@ class Servers:
         self._count = 0
 
     async def start(
-        self, lines: list[dict[str, Any]] | None = None, *, token: str = TOKEN, **radius: Any
+        self,
+        lines: list[dict[str, Any]] | None = None,
+        *,
+        token: str = TOKEN,
+        store: dict[str, Any] | None = None,
+        **radius: Any,
     ) -> Server:
         data_dir = self._tmp_path / f"data{self._count}"
         self._count += 1
         write_data(data_dir, SIMS if lines is None else lines)
-        return await self._start(admin_config(data_dir, token, **radius))
+        return await self._start(admin_config(data_dir, token, store, **radius))
 
     async def restart(self, server: Server) -> Server:
         """Stop ``server`` and start a new one on the same configuration and data directory."""

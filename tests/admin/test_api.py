@@ -7,6 +7,8 @@ verdict the next Access-Request gets over UDP.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from typing import Any
 
 import httpx
@@ -855,6 +857,25 @@ async def test_compaction_keeps_writes_across_a_restart(
     assert await admit(restarted, "440100000000001", OTHER_DEVICE) == ("accept", None)
     assert await admit(restarted, NEW_SIM["imsi"]) == ("accept", None)
     assert await admit(restarted, "440100000000002") == ("reject", "sim-not-active")
+
+
+async def test_io_cpus_put_the_journal_syncs_and_the_compaction_on_those_cpus(
+    servers: Servers,
+) -> None:
+    allowed = os.sched_getaffinity(0)
+    cpu = max(allowed)
+    server = await servers.start(store={"io_cpus": [cpu]})
+    async with client(server) as api:
+        assert (await api.post("/v1/sims/1/set_imei_lock", json={"imei": OTHER_IMEI})).is_success
+        (syncer,) = [t for t in threading.enumerate() if t.name.startswith("journal-sync")]
+        assert syncer.native_id is not None
+        assert os.sched_getaffinity(syncer.native_id) == {cpu}
+        assert os.sched_getaffinity(0) == allowed  # the loop's thread stays where it was
+        compacted = await api.post("/v1/snapshot/compact")  # the child takes --cpus
+        assert compacted.status_code == 200, compacted.text
+        assert (await sim(api, "1"))["imeiLock"]["imei"] == OTHER_IMEI
+    await servers.stop(server)
+    assert not [t for t in threading.enumerate() if t.name.startswith("journal-sync")]
 
 
 async def test_compaction_without_writes_keeps_the_snapshot(api: httpx.AsyncClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from core.provision import import_file
-from core.service.commit import CommitLoop
+from core.service.commit import CommitLoop, sync_executor
 from core.store.commands import CommandError, SetLock, SetStatus
 from core.store.journal import read_journal
 from core.store.journal_writer import JournalWriter
@@ -89,3 +90,30 @@ async def test_a_lost_first_connect_race_fails_the_second_lock(
     sim = live.sim("2")
     assert sim is not None
     assert sim.lock == 35387923425263
+
+
+async def test_a_sync_executor_runs_the_syncs_on_its_cpus(
+    opened: tuple[LiveTable, JournalWriter, Path],
+) -> None:
+    live, journal, data = opened
+    cpu = max(os.sched_getaffinity(0))
+    executor = sync_executor([cpu])
+    assert executor is not None and sync_executor([]) is None
+    seen: list[set[int]] = []
+    sync = journal.sync
+
+    def watched_sync() -> int:
+        seen.append(os.sched_getaffinity(0))  # pid 0: the thread running the sync
+        return sync()
+
+    journal.sync = watched_sync  # type: ignore[method-assign]
+    try:
+        commit = CommitLoop(journal, lambda: live, executor=executor)
+        written = commit.submit(SetStatus("1", Status.SUSPENDED))
+        await commit.flush()
+        assert await written == 2
+    finally:
+        executor.shutdown(wait=True)
+    assert seen == [{cpu}]
+    records, _ = read_journal(data, 1, repair=False)
+    assert [seq for seq, _ in records] == [2]

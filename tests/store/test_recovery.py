@@ -474,6 +474,29 @@ def test_the_compact_entry_point_takes_a_rate(data_dir: Path) -> None:
     assert Path(done.stdout.strip()) == snapshot_path(data_dir, 2)
 
 
+def test_the_compact_entry_point_takes_its_cpus(data_dir: Path) -> None:
+    _journal(data_dir, [UnsetLock("2")])
+    cpu = max(os.sched_getaffinity(0))
+    done = subprocess.run(
+        [*ENTRY, "compact", str(data_dir), "2", f"--cpus={cpu}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert Path(done.stdout.strip()) == snapshot_path(data_dir, 2)
+    for bad in ("4096", "one"):  # a CPU the machine lacks is refused, before anything is written
+        refused = subprocess.run(
+            [*ENTRY, "compact", str(data_dir), "2", f"--cpus={bad}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parents[2],
+        )
+        assert refused.returncode == 2
+        assert refused.stderr.startswith(f"compact: --cpus {bad}:")
+
+
 def test_compaction_runs_as_a_child_process(data_dir: Path) -> None:
     _journal(data_dir, [UnsetLock("2"), UnsetLock("3")])
     done = subprocess.run(
