@@ -1,4 +1,5 @@
-/* The IMSI lookup of a mapped snapshot, in C: the same probe as core/store/table.py _finder().
+/* The IMSI lookup of a mapped snapshot, in C: the same probe as python_finder() in
+ * core/store/finder.py.
  *
  * Why: find() runs for every Access-Request; in Python it is a loop of struct unpacks and a
  * tuple of eleven fields, ~10% of the request (bench/micro.py). The Python closure stays the

@@ -40,9 +40,10 @@ from core.store.commands import (
     UnsetLock,
 )
 from core.store.documents import FramedPool, check_group, check_sim, sim_row, subscribers
+from core.store.finder import Finder
 from core.store.format import group_from_document
 from core.store.records import NO_GROUP, Group, Status, Subscriber
-from core.store.table import Finder, Table
+from core.store.table import Table
 
 _VIRTUAL_STATUSES: Final = (Status.ACTIVE, Status.TERMINATED)
 

@@ -1,7 +1,8 @@
 """The subscriber table the decision reads: a read-only view over a mapped snapshot.
 
-Owns: IMSI -> Subscriber and simId -> SIM lookups in O(1) on the snapshot's hash indexes (format in
-core.store.format), the groups, and picking the newest valid snapshot at start-up.
+Owns: IMSI -> Subscriber (the probe itself is core.store.finder's) and simId -> SIM lookups in
+O(1) on the snapshot's hash indexes (format in core.store.format), the SIMs' cold documents,
+the groups, and picking the newest valid snapshot at start-up.
 
 Invariants:
 - Opening copies nothing per SIM out of the map: start-up time and memory do not grow with the
@@ -23,52 +24,25 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import Any, Final
 
+from core.store.finder import Finder, make_finder
 from core.store.format import (
-    ALLOW_UNREPORTED,
     COLD,
-    FIBONACCI,
     IMSI_INDEX,
     IMSI_SLOT,
-    LOCK_ON_FIRST_CONNECT,
-    MASK64,
     RECORD,
-    RECORD_INDEX_MASK,
     RECORDS,
     SIM_ID_INDEX,
     SIM_ID_SLOT,
-    TERMINATED,
-    VIRTUAL,
     SnapshotError,
     list_snapshots,
     sim_id_key,
 )
-from core.store.records import Group, Status, Subscriber
+from core.store.records import Group, Subscriber
 from core.store.snapshot import MappedSnapshot, empty_snapshot, map_snapshot
-
-#: Status by stored octet. 0 is never written; should it appear it reads as terminated (closed).
-_STATUSES: Final = (Status.TERMINATED, *Status)
-
-
-def _load_index() -> ModuleType | None:
-    # the switch of core.radius.native (not imported: the store does not import the codec)
-    if os.environ.get("SIMGATE_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from core.store import _index as index
-    except ImportError:  # built without a C compiler, or a source checkout
-        return None
-    return index
-
-
-#: the C lookup, or None (then find() is python_finder's closure)
-_index: Final = _load_index()
-
-Finder = Callable[[int], Subscriber | None]
 
 
 class Table:
@@ -121,7 +95,7 @@ class Table:
         imsi_at = header.sections[IMSI_INDEX].offset
         self._imsi_at = imsi_at
         self._imsi_slots = header.imsi_slots
-        self.find = _finder(mapped.buffer, imsi_at, header.imsi_slots, self._records_at)
+        self.find = make_finder(mapped.buffer, imsi_at, header.imsi_slots, self._records_at)
         #: simId -> index found by sim_by_id (the snapshot never changes: always valid); a write
         #: looked the SIM up 2-3 times, each a JSON parse of its cold document (bench/writes.py)
         self._found_ids: dict[str, int] = {}
@@ -216,9 +190,7 @@ class Table:
             IndexError: no such record.
             SnapshotError: the cold section is corrupt (see verify_cold()).
         """
-        if not 0 <= index < self.sim_count:
-            raise IndexError(f"no SIM record {index}")
-        self.verify_cold()
+        self._check_cold(index)
         return self._document(index)
 
     def sim_id(self, index: int) -> str:
@@ -234,16 +206,9 @@ class Table:
             IndexError: no such record.
             SnapshotError: the cold section is corrupt (see verify_cold()).
         """
-        if not 0 <= index < self.sim_count:
-            raise IndexError(f"no SIM record {index}")
-        self.verify_cold()
-        start, length = self._cold_span(index)
-        head = self._buffer[start : start + min(length, _SIM_ID_HEAD)]
-        if head.startswith(_SIM_ID_FIRST):
-            end = head.find(b'"', _AT_START)
-            if end > 0 and head.find(b"\\", _AT_START, end) < 0:
-                return head[_AT_START:end].decode()
-        return str(self._document(index)["simId"])
+        self._check_cold(index)
+        found = self._head_sim_id(index)
+        return str(self._document(index)["simId"]) if found is None else found
 
     def finder(self, overlay: dict[int, Subscriber]) -> Finder:
         """Return find() with ``overlay`` (IMSI -> Subscriber) consulted first.
@@ -251,7 +216,7 @@ class Table:
         The overlay is read at every call, so later changes to it are seen; a miss costs one
         dict lookup on top of find() (core.store.live.LiveTable).
         """
-        return _finder(self._buffer, self._imsi_at, self._imsi_slots, self._records_at, overlay)
+        return make_finder(self._buffer, self._imsi_at, self._imsi_slots, self._records_at, overlay)
 
     def framed_ips(self) -> set[int]:
         """Return every framed IPv4 (as an int) the IMSI index holds, 0 left out."""
@@ -288,18 +253,33 @@ class Table:
         """Return whether the SIM at ``index`` is ``sim_id`` (two simIds can share a key).
 
         perf: a write looks its SIM up by simId; parsing the document for the answer was a
-        third of its cost (bench/writes.py). The documents simgate writes begin with the
-        simId, which JSON writes as it is when it is printable ASCII without quote or
-        backslash, so the raw bytes answer; any other simId, or a document that begins
-        otherwise, is parsed.
+        third of its cost (bench/writes.py). The head of the document answers instead when
+        it can (_head_sim_id); otherwise it is parsed.
+        """
+        found = self._head_sim_id(index)
+        if found is None:
+            return self._document(index).get("simId") == sim_id
+        return found == sim_id
+
+    def _head_sim_id(self, index: int) -> str | None:
+        """The simId as the first bytes of the SIM's document spell it, or None.
+
+        The documents simgate writes begin with the simId, so the bytes up to the closing
+        quote are it when no backslash (an escape) comes before that quote. None: another
+        beginning, an escape, or a simId longer than the head read; parse the document then.
         """
         start, length = self._cold_span(index)
-        name = sim_id.encode()
-        if sim_id.isascii() and sim_id.isprintable() and '"' not in sim_id and "\\" not in sim_id:
-            head = self._buffer[start : start + min(length, _AT_START + len(name) + 1)]
-            if head.startswith(_SIM_ID_FIRST):
-                return head[_AT_START:] == name + b'"'
-        return self._document(index).get("simId") == sim_id
+        head = self._buffer[start : start + min(length, _SIM_ID_HEAD)]
+        if head.startswith(_SIM_ID_FIRST):
+            end = head.find(b'"', _AT_START)
+            if end > 0 and head.find(b"\\", _AT_START, end) < 0:
+                return head[_AT_START:end].decode()
+        return None
+
+    def _check_cold(self, index: int) -> None:
+        if not 0 <= index < self.sim_count:
+            raise IndexError(f"no SIM record {index}")
+        self.verify_cold()
 
     def _cold_span(self, index: int) -> tuple[int, int]:
         """(offset in the map, length) of the SIM's cold document."""
@@ -312,86 +292,8 @@ class Table:
 _PRIMARY: Final = struct.Struct("<Q")
 _SIM_ID_FIRST: Final = b'{"simId":"'  # how the documents simgate writes begin
 _AT_START: Final = len(_SIM_ID_FIRST)
-_SIM_ID_HEAD: Final = _AT_START + 256  # bytes read for sim_id(); a longer simId is parsed
+_SIM_ID_HEAD: Final = _AT_START + 256  # bytes read by _head_sim_id(); a longer simId is parsed
 _FOUND_IDS: Final = 65_536  # simIds remembered by sim_by_id
-_HOT_RECORD: Final = struct.Struct("<QQHBB")  # RECORD's head: the cold reference is not read
-
-
-def _finder(
-    buffer: mmap.mmap | bytes,
-    index_at: int,
-    slots: int,
-    records_at: int,
-    overlay: dict[int, Subscriber] | None = None,
-) -> Finder:
-    """Return find(): the C lookup (core/store/_index.c) when it is built, else the Python one.
-
-    ``SIMGATE_PURE_PYTHON=1`` picks the Python one, as for the codec (core.radius.native).
-    """
-    changed: dict[int, Subscriber] = {} if overlay is None else overlay
-    if _index is not None:
-        found: Finder = _index.Finder(
-            buffer, index_at, slots, records_at, _STATUSES, Subscriber, changed
-        )
-        return found
-    return python_finder(buffer, index_at, slots, records_at, changed)
-
-
-def python_finder(
-    buffer: mmap.mmap | bytes,
-    index_at: int,
-    slots: int,
-    records_at: int,
-    overlay: Mapping[int, Subscriber] | None = None,
-) -> Finder:
-    """Return find() with every constant it needs bound as a closure variable.
-
-    With an ``overlay``, an IMSI it holds is answered from it, without probing the map.
-    """
-    shift = 65 - slots.bit_length()
-    last = slots - 1
-    multiplier, mask = FIBONACCI, MASK64
-    slot, record = IMSI_SLOT.unpack_from, _HOT_RECORD.unpack_from
-    statuses = _STATUSES
-    virtual, terminated, sim_mask = VIRTUAL, TERMINATED, RECORD_INDEX_MASK
-    allow, first_connect = ALLOW_UNREPORTED, LOCK_ON_FIRST_CONNECT
-    make = tuple.__new__
-    assert (IMSI_SLOT.size, RECORD.size) == (1 << 4, 1 << 5), "the shifts below"
-    changed: Mapping[int, Subscriber] = {} if overlay is None else overlay
-
-    # perf: one probe per call at load <= 0.6; no attribute lookups, one tuple allocated.
-    # The overlay check is the only thing a LiveTable adds (bench: docs in core.store.live).
-    def find(imsi: int) -> Subscriber | None:
-        if imsi in changed:
-            return changed[imsi]
-        number = ((imsi * multiplier) & mask) >> shift
-        while True:
-            key, reference, framed_ip = slot(buffer, index_at + (number << 4))
-            if not key:
-                return None
-            if key == imsi:
-                break
-            number = (number + 1) & last
-        sim = reference & sim_mask
-        primary, lock, group, status, flags = record(buffer, records_at + (sim << 5))
-        return make(
-            Subscriber,
-            (
-                imsi,
-                sim,
-                reference >= virtual,
-                reference & terminated != 0,
-                framed_ip,
-                primary,
-                statuses[status],
-                group,
-                lock,
-                flags & allow != 0,
-                flags & first_connect != 0,
-            ),
-        )
-
-    return find
 
 
 def load_newest(

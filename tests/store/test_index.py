@@ -1,4 +1,4 @@
-"""core/store/_index.c against its specification, table.python_finder: the same Subscriber (or
+"""core/store/_index.c against its specification, finder.python_finder: the same Subscriber (or
 None) for every IMSI of a table, for misses, through the overlay, and a closed map refused."""
 
 from __future__ import annotations
@@ -10,25 +10,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.store import table
+from core.store import finder
+from core.store.finder import python_finder
 from core.store.format import ALLOW_UNREPORTED, LOCK_ON_FIRST_CONNECT
 from core.store.records import Status, Subscriber
 from core.store.snapshot import SnapshotWriter
-from core.store.table import Table, python_finder
+from core.store.table import Table
 from tests.conftest import TableFactory
 from tests.subscribers import SIMS
 
 pytestmark = pytest.mark.skipif(
-    table._index is None, reason="core.store._index is not built (or SIMGATE_PURE_PYTHON)"
+    finder._index is None, reason="core.store._index is not built (or SIMGATE_PURE_PYTHON)"
 )
 
 
 def both(mapped: Table, overlay: dict[int, Subscriber] | None = None) -> tuple[object, object]:
     """The C finder and the Python one over the same map (and overlay)."""
-    assert table._index is not None
+    assert finder._index is not None
     changed = {} if overlay is None else overlay
     arguments = (mapped._buffer, mapped._imsi_at, mapped._imsi_slots, mapped._records_at)
-    c_find = table._index.Finder(*arguments, table._STATUSES, Subscriber, changed)
+    c_find = finder._index.Finder(*arguments, finder._STATUSES, Subscriber, changed)
     return c_find, python_finder(*arguments, changed)
 
 
