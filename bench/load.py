@@ -1607,7 +1607,6 @@ def _parser() -> argparse.ArgumentParser:
         help="first measure the machine's own pauses on both CPUs; 0 skips (%(default)s)",
     )
     add("--no-write", action="store_true", help="write no JSON under bench/results/")
-    add("--output", type=Path, metavar="FILE", help="write the JSON here instead (bench/sizes.py)")
     return parser
 
 
@@ -1917,7 +1916,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not p["replies"] for p in points):
         print(f"FAILED: no replies from {server.address[0]}:{server.address[1]}")
         status = 1
-    if points and (args.output is not None or not args.no_write):
+    if points and not args.no_write:
         mode = "sweep" if args.sweep else "half" if args.half else points[0]["mode"]
         result = {
             "benchmark": "load",
@@ -1945,7 +1944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["benchCommit"] = result["commit"]
             result["commit"] = source_state["serverCode"].removeprefix("commit ")
         RESULTS.mkdir(exist_ok=True)
-        path = args.output or RESULTS / f"load-{args.size}-{mode}-{int(time.time())}.json"
+        path = RESULTS / f"load-{args.size}-{mode}-{int(time.time())}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {path}")
     return status

@@ -114,7 +114,7 @@ def _bench(args: argparse.Namespace) -> int:
     steps: list[tuple[str, ...]] = [
         ("micro",),
         ("load", "--sweep", "--half", "--seconds", "8", "--retries", "1", "--settle", "10"),
-        ("sizes", "--rounds", "3", "--seconds", "8"),
+        ("sizes",),
     ]
     if shutil.which("freeradius") or Path("/usr/sbin/freeradius").exists():
         steps.append(("peer", "--rounds", "3", "--seconds", "8"))

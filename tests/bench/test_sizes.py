@@ -1,12 +1,10 @@
-"""bench/sizes.py: sizes measured in turn, one ratio per round, the median against the target.
+"""bench/sizes.py: two sizes driven in turn (A B B A ...), rates over all slices, the ratio.
 
-bench/load.py itself is replaced by recorded rates (its own runs are what bench/ measures)."""
+The servers and load.py's runs are replaced by recorded slices (their own runs are what bench/
+measures); the argument checks run before any server would start."""
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,52 +12,67 @@ import pytest
 from bench import sizes
 
 
-def _fake_runs(monkeypatch: pytest.MonkeyPatch, rates: list[float]) -> list[str]:
+def _recorded(slices: list[tuple[str, int, float]]) -> tuple[sizes.Slice, list[str]]:
+    pending = iter(slices)
     order: list[str] = []
-    pending = iter(rates)
 
-    def measure(size: str, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    def measure(size: str) -> tuple[int, float, dict[str, Any]]:
+        expected, replies, seconds = next(pending)
+        assert size == expected
         order.append(size)
-        return {"size": size, "points": [{"requestsPerSecond": next(pending)}]}
+        return replies, seconds, {"wrong": 0}
 
-    monkeypatch.setattr(sizes, "measure", measure)
-    monkeypatch.setattr(sizes, "RESULTS", Path("/nonexistent"))  # --no-write: never used
-    return order
+    return measure, order
 
 
-def test_sizes_alternate_and_the_median_round_ratio_decides(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # 10M at 0.90, 0.97 and 0.96 of 10k: median 0.96, met (round 2 measures 10M first)
-    order = _fake_runs(monkeypatch, [80_000, 72_000, 67_900, 70_000, 75_000, 72_000])
-    assert sizes.main(["--rounds", "3", "--no-write"]) == 0
-    assert order == ["10k", "10m", "10m", "10k", "10k", "10m"]
-    out = capsys.readouterr().out
-    assert "10m/10k 0.900" in out and "10m/10k 0.970" in out
-    assert "median 10m/10k over 3 rounds: 0.960 [target >= 0.95: met]" in out
+def test_sizes_alternate_and_the_ratio_is_over_all_slices() -> None:
+    measure, order = _recorded(
+        [
+            ("10k", 80_000, 1.0),  # pair 1: 10M at 0.90
+            ("10m", 72_000, 1.0),
+            ("10m", 140_000, 2.0),  # pair 2, 10M first: 10M at 1.00
+            ("10k", 140_000, 2.0),
+        ]
+    )
+    figures = sizes.interleave(["10k", "10m"], 2, measure)
+    assert order == ["10k", "10m", "10m", "10k"]
+    assert figures["pairRatios"] == [0.9, 1.0]
+    assert figures["requestsPerSecond"] == {"10k": 73_333, "10m": 70_667}
+    assert figures["ratio"] == round(212_000 / 220_000, 3)  # replies/seconds, not pair means
+    assert (figures["smallest"], figures["largest"]) == ("10k", "10m")
 
 
-def test_a_median_below_the_target_is_reported_not_met(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    order = _fake_runs(monkeypatch, [60_000, 80_000])
-    monkeypatch.setattr(sizes, "RESULTS", tmp_path)
-    assert sizes.main(["--sizes", "10m,1m", "--rounds", "1"]) == 0
-    assert order == ["10m", "1m"]  # measured in the order given, compared by SIM count
-    assert "[target >= 0.95: not met]" in capsys.readouterr().out
-    (written,) = tmp_path.glob("sizes-*.json")
-    result = json.loads(written.read_text())
-    assert result["ratios"] == [0.75] and result["medianRatio"] == 0.75
-    assert result["target"] == 0.95
+def test_the_ratio_is_largest_over_smallest_whatever_the_order_given() -> None:
+    measure, _ = _recorded([("10m", 60_000, 1.0), ("1m", 80_000, 1.0)])
+    figures = sizes.interleave(["10m", "1m"], 1, measure)
+    assert figures["ratio"] == 0.75
+
+
+def test_a_wrong_verdict_stops_the_run() -> None:
+    def measure(size: str) -> tuple[int, float, dict[str, Any]]:
+        return 100, 1.0, {"wrong": 1}
+
+    with pytest.raises(SystemExit, match="wrong"):
+        sizes.interleave(["10k", "10m"], 1, measure)
 
 
 @pytest.mark.parametrize(
-    "arguments", [["--sizes", "10k"], ["--sizes", "10k,huge"], ["--rounds", "0"]]
+    "arguments",
+    [
+        ["--sizes", "10k"],
+        ["--sizes", "10k,huge"],
+        ["--sizes", "10k,10k"],
+        ["--sizes", "10k,1m,10m"],
+        ["--slices", "0"],
+        ["--slice", "0"],
+    ],
 )
-def test_bad_arguments_stop_before_any_run(
+def test_bad_arguments_stop_before_anything_starts(
     monkeypatch: pytest.MonkeyPatch, arguments: list[str]
 ) -> None:
-    order = _fake_runs(monkeypatch, [])
+    def no_requests(*_: object) -> None:
+        raise AssertionError("nothing may be prepared for bad arguments")
+
+    monkeypatch.setattr(sizes.load, "prepare", no_requests)
     with pytest.raises(SystemExit):
         sizes.main([*arguments, "--no-write"])
-    assert order == []
