@@ -146,7 +146,12 @@ class Server:
             )
         elif report.replayed:
             log.info("journal_replayed", records=report.replayed, sequence=live.seq)
-        return WritePath(self.config, live, journal, self.stats)
+        try:
+            return WritePath(self.config, live, journal, self.stats)
+        except ValueError as error:  # a setting the machine refuses (store.io_cpus)
+            journal.close()
+            live.close()
+            raise StartupError(str(error)) from None
 
     async def _verify_cold(self) -> None:
         """Check the snapshot's cold section (SIM documents) off the hot path, after start-up.

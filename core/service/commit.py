@@ -151,16 +151,23 @@ def sync_executor(cpus: Collection[int]) -> Executor | None:
 
     Why: a durable write costs the CPU that submits it ~250 µs (bench/writes.py: 180 O_DSYNC
     writes/s from the decisions' CPU took 4.6% of its decisions, from the other CPU none).
+
+    The thread is pinned by its first task, here, so that CPUs the process may not use (a
+    cpuset, an offline CPU) stop start-up instead of the first write.
+
+    Raises:
+        ValueError: the thread cannot run on ``cpus``; the message names store.io_cpus.
     """
     if not cpus:
         return None
     chosen = set(cpus)
-    return ThreadPoolExecutor(
-        max_workers=1,
-        thread_name_prefix="journal-sync",
-        initializer=os.sched_setaffinity,  # pid 0: the calling thread, this worker
-        initargs=(0, chosen),
-    )
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-sync")
+    try:  # pid 0: the calling thread, the executor's only worker
+        executor.submit(os.sched_setaffinity, 0, chosen).result()
+    except OSError as error:
+        executor.shutdown(wait=True)
+        raise ValueError(f"store.io_cpus: cannot run on CPUs {sorted(chosen)}: {error}") from None
+    return executor
 
 
 def _keys(command: Any) -> set[str]:

@@ -7,6 +7,7 @@ verdict the next Access-Request gets over UDP.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import threading
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from core.app import Server
+from core.app import Server, StartupError
 from core.probe import Request, build_access_request
 from core.radius.codes import Code
 from core.radius.wire import iter_attributes
@@ -876,6 +877,17 @@ async def test_io_cpus_put_the_journal_syncs_and_the_compaction_on_those_cpus(
         assert (await sim(api, "1"))["imeiLock"]["imei"] == OTHER_IMEI
     await servers.stop(server)
     assert not [t for t in threading.enumerate() if t.name.startswith("journal-sync")]
+
+
+async def test_io_cpus_the_machine_refuses_stop_start_up_naming_the_key(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(pid: int, cpus: set[int]) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)  # as for a CPU outside the cpuset
+    with pytest.raises(StartupError, match=r"^store\.io_cpus: cannot run on CPUs"):
+        await servers.start(store={"io_cpus": [0]})
 
 
 async def test_compaction_without_writes_keeps_the_snapshot(api: httpx.AsyncClient) -> None:

@@ -4,8 +4,10 @@ write, and fsynced one by one when asked to."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -117,3 +119,15 @@ async def test_a_sync_executor_runs_the_syncs_on_its_cpus(
     assert seen == [{cpu}]
     records, _ = read_journal(data, 1, repair=False)
     assert [seq for seq, _ in records] == [2]
+
+
+async def test_cpus_the_process_may_not_use_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(pid: int, cpus: set[int]) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)  # as for a CPU outside the cpuset
+    with pytest.raises(ValueError, match=r"^store\.io_cpus: cannot run on CPUs \[1\]"):
+        sync_executor([1])
+    assert not [t for t in threading.enumerate() if t.name.startswith("journal-sync")]
