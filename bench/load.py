@@ -39,6 +39,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,10 @@ RESULTS: Final = Path(__file__).resolve().parent / "results"
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 REPLY_CACHE_TTL: Final = 10.0  # the server's default; a repeat within it would be a cache hit
 SCAN_INTERVAL: Final = 0.05  # seconds between two scans for timed-out requests
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS): the kernel stamps each datagram with the
+# CLOCK_REALTIME time it reached the socket; the socket module does not name it.
+SO_TIMESTAMPNS: Final = 35
+_TIMESPEC: Final = struct.Struct("@qq")
 _ACCEPT: Final = 2
 _REJECT: Final = 3
 _REPLY_MESSAGE: Final = 18
@@ -117,6 +122,10 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     latencies: array[float] = field(default_factory=lambda: array("d"))
     lags: array[float] = field(default_factory=lambda: array("d"))
+    # open loop: the same latencies taken when the client got to the reply, not when it arrived
+    seen: array[float] = field(default_factory=lambda: array("d"))
+    # open loop: from the actual send to the reply's arrival, the client's lateness left out
+    served: array[float] = field(default_factory=lambda: array("d"))
     client_cpu_seconds: float = 0.0
     client_wait_seconds: float = 0.0
     client_idle_seconds: float = 0.0  # open loop: spent polling with nothing to do
@@ -175,6 +184,25 @@ def _reply_message(reply: bytes) -> bytes | None:
             return reply[position + 2 : position + size]
         position += size
     return None
+
+
+def _realtime_offset(samples: int = 50) -> float:
+    """CLOCK_REALTIME minus perf_counter, from the closest of ``samples`` readings.
+
+    Kernel receive timestamps are in real time and the client's schedule in perf_counter time
+    (CLOCK_MONOTONIC). NTP slews both alike, so the offset holds for a run unless the clock
+    is stepped."""
+    best = math.inf
+    offset = 0.0
+    clock = time.perf_counter
+    for _ in range(samples):
+        before = clock()
+        real = time.time_ns()
+        after = clock()
+        if after - before < best:
+            best = after - before
+            offset = real * 1e-9 - (before + after) / 2
+    return offset
 
 
 def _own_times() -> tuple[float, float]:
@@ -237,6 +265,8 @@ class Worker:
         # recognised by verifying it against them (it carries no request authenticator).
         self.expired: list[dict[int, list[int]]] = [{} for _ in range(socket_count)]
         self.outcome = Outcome()
+        # When each packet last went out (a packet is never in flight twice at once)
+        self.sent_at = array("d", bytes(8 * len(self.requests.packets)))
         # Requests sent (open loop: due) in [from, until) are measured; one of them that times
         # out enters the latencies as infinite, so that losses show in the percentiles.
         self.window_from = math.inf
@@ -275,6 +305,7 @@ class Worker:
         # A send the kernel refuses is counted lost when it times out, like a dropped datagram.
         with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
             self.sockets[number].send(self.requests.packets[index])
+        self.sent_at[index] = time.perf_counter()
         self.outcome.sent += 1
         return True
 
@@ -373,6 +404,8 @@ class Worker:
                 self.outcome.lost += 1
                 if self.window_from <= sent < self.window_until:
                     self.outcome.latencies.append(math.inf)
+                    if self.rate is not None:
+                        self.outcome.seen.append(math.inf)
                 freed.append(number)
         return freed
 
@@ -486,13 +519,22 @@ class Worker:
         clock = time.perf_counter
         outcome = self.outcome
         append = outcome.latencies.append
+        seen = outcome.seen.append
+        served = outcome.served.append
+        sent_at = self.sent_at
         lag = outcome.lags.append
         inflight_of = self.inflight
         poller = select.epoll()
         by_fd = {}
+        # A reply's latency ends when the kernel put it on the client's socket, not when this
+        # client, busy sending or checking other replies, got to it: the client's own queue is
+        # not the server's. `seen` keeps the other end point, for comparison.
         for number, sock in enumerate(self.sockets):
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             poller.register(sock.fileno(), select.EPOLLIN)
-            by_fd[sock.fileno()] = (number, sock.recv, inflight_of[number], self.repeats[number])
+            by_fd[sock.fileno()] = (number, sock.recvmsg, inflight_of[number], self.repeats[number])
+        realtime_offset = _realtime_offset()
+        unpack = _TIMESPEC.unpack
         interval = 1.0 / self.rate
         measure_from = start + plan.warmup
         measure_until = measure_from + plan.seconds
@@ -548,15 +590,20 @@ class Worker:
             if not events and cpu_started and sending:
                 idle += clock() - polled
             for fd, _ in events:
-                number, recv, inflight, repeats = by_fd[fd]
+                number, recvmsg, inflight, repeats = by_fd[fd]
                 while True:
                     try:
-                        reply = recv(4096)
+                        reply, ancillary, _, _ = recvmsg(4096, 64)
                     except BlockingIOError:
                         break
                     except ConnectionRefusedError:
                         continue
                     now = clock()
+                    arrived = now
+                    for _, kind, data in ancillary:
+                        if kind == SO_TIMESTAMPNS:
+                            seconds, nanoseconds = unpack(data)
+                            arrived = seconds + nanoseconds * 1e-9 - realtime_offset
                     entry = inflight.pop(reply[1], None)
                     if entry is None:
                         self._mismatch(number, reply, entry)
@@ -565,7 +612,9 @@ class Worker:
                     if not check(number, reply, entry, repeats):
                         continue
                     if measure_from <= intended < measure_until:
-                        append(now - intended)
+                        append(arrived - intended)
+                        seen(now - intended)
+                        served(arrived - sent_at[entry[0] if entry[0] >= 0 else ~entry[0]])
                         completed += 1
                     if sending and now >= due:
                         break  # a send is due: it goes first; epoll reports the rest again
@@ -1251,6 +1300,8 @@ def _merge(outcomes: list[Outcome]) -> Outcome:
         merged.problems += outcome.problems
         merged.latencies.extend(outcome.latencies)
         merged.lags.extend(outcome.lags)
+        merged.seen.extend(outcome.seen)
+        merged.served.extend(outcome.served)
         merged.client_cpu_seconds += outcome.client_cpu_seconds
         merged.client_wait_seconds += outcome.client_wait_seconds
         merged.client_idle_seconds += outcome.client_idle_seconds
@@ -1311,6 +1362,15 @@ def _point(
         point["sendLagP999Microseconds"] = _microseconds(_percentile(lags, 0.999)) or 0.0
         late = sum(1 for lag in lags if lag > 0.001)
         point["sendsLateOver1msPercent"] = round(100 * late / max(1, len(lags)), 3)
+        # the same requests' latencies ending when the client read the reply, not when the
+        # kernel stamped its arrival
+        ordered_seen = sorted(outcome.seen)
+        ordered_served = sorted(outcome.served)
+        for name, fraction in (("p99", 0.99), ("p999", 0.999)):
+            point[f"{name}SeenMicroseconds"] = _microseconds(_percentile(ordered_seen, fraction))
+            point[f"{name}ServedMicroseconds"] = _microseconds(
+                _percentile(ordered_served, fraction)
+            )
         point["blockedSends"] = outcome.blocked
     point["clientCpuPercent"] = round(100 * outcome.client_cpu_seconds / window, 1)
     point["clientWaitPercent"] = round(100 * outcome.client_wait_seconds / window, 1)
@@ -1496,6 +1556,16 @@ def describe(point: dict[str, Any]) -> str:
             f"p99.9 {point['sendLagP999Microseconds']:.0f} µs, "
             f"{point['sendsLateOver1msPercent']:.2f}% of sends > 1 ms late"
         )
+        if "p99ServedMicroseconds" in point:
+            server.append(
+                f"from the actual send: p99 {_ms(point['p99ServedMicroseconds'])}, "
+                f"p99.9 {_ms(point['p999ServedMicroseconds'])} ms"
+            )
+        if "p99SeenMicroseconds" in point:
+            server.append(
+                f"as read by the client: p99 {_ms(point['p99SeenMicroseconds'])}, "
+                f"p99.9 {_ms(point['p999SeenMicroseconds'])} ms"
+            )
     lines.append("    " + ", ".join(server))
     for number, process in enumerate(point.get("serverProcesses", ())):
         figures = [f"pid {process['pid']} on CPU {process['cpu']}"]

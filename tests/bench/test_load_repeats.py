@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,13 +37,14 @@ SECRET_KEY = Secret(SECRET.encode())
 class FakeServer(load.ServerUnderTest):
     """A RADIUS server in a thread; ``counters()`` reports its reply-cache hits."""
 
-    def __init__(self, requests: load.Requests, *, cache: bool) -> None:
+    def __init__(self, requests: load.Requests, *, cache: bool, delay: float = 0.0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
         super().__init__(self.sock.getsockname())
         self.requests = requests
         self.cache = cache
+        self.delay = delay  # seconds each reply is held back
         self.index = {auth: index for index, auth in enumerate(requests.authenticators)}
         self.replies: dict[tuple[Any, int], tuple[bytes, bytes]] = {}
         self.duplicates = 0
@@ -74,6 +76,8 @@ class FakeServer(load.ServerUnderTest):
                 self.requests.codes[index], identifier, authenticator, attributes, SECRET_KEY
             )
             self.replies[key] = (authenticator, reply)
+            if self.delay:
+                time.sleep(self.delay)
             self.sock.sendto(reply, address)
 
     def counters(self) -> dict[str, float]:
