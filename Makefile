@@ -9,7 +9,7 @@ DATA   := var/data
 
 .PHONY: serve test lint bench bench-peer import clean
 
-$(STAMP): pyproject.toml setup.py core/radius/_speedups.c core/service/_datagrams.c core/service/_sessions.c core/store/_index.c
+$(STAMP): pyproject.toml setup.py core/radius/_speedups.c core/service/_datagrams.c core/service/_sessions.c core/store/_index.c core/store/_syncer.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install --quiet -e . --group test --group lint

@@ -3,7 +3,8 @@
 ``core/radius/_speedups.c`` speeds up the hot path (parse, Message-Authenticator, reply
 signing); ``core/store/_index.c`` looks IMSIs up in a mapped snapshot;
 ``core/service/_sessions.c`` keeps each SIM's session in a slot written in place;
-``core/service/_datagrams.c`` (Linux) receives and answers datagrams in batches.
+``core/service/_datagrams.c`` (Linux) receives and answers datagrams in batches;
+``core/store/_syncer.c`` (Linux) writes and fsyncs the journal off the interpreter lock.
 All are optional: without a C compiler the build skips them and simgate runs its pure-Python
 code and the event loop's datagram transport, which behave the same (core/radius/native.py,
 core/service/udp.py).
@@ -45,6 +46,15 @@ if sys.platform.startswith("linux"):
         Extension(
             "core.service._datagrams",
             sources=["core/service/_datagrams.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
+    )
+    # the journal's writes and fsyncs in a thread that never takes the interpreter lock
+    extensions.append(
+        Extension(
+            "core.store._syncer",
+            sources=["core/store/_syncer.c"],
             extra_compile_args=["-O2"],
             optional=True,
         )

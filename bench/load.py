@@ -528,7 +528,9 @@ class Worker:
         by_fd = {}
         # A reply's latency ends when the kernel put it on the client's socket, not when this
         # client, busy sending or checking other replies, got to it: the client's own queue is
-        # not the server's. `seen` keeps the other end point, for comparison.
+        # not the server's. `seen` keeps the other end point, for comparison. (The kernel starts
+        # stamping on arrival a moment after the option is set, well within the warm-up; until
+        # then it stamps a datagram when it is read: later, never earlier.)
         for number, sock in enumerate(self.sockets):
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             poller.register(sock.fileno(), select.EPOLLIN)

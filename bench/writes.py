@@ -14,8 +14,9 @@ server's CPU time per write.
     read-only                   no writes
     writes                      every ~1 ms a SetLock is checked, journaled and applied
                                 (LiveTable.check/apply, in the decision thread, between
-                                packets); a thread on CPU 1 makes the journal durable, as the
-                                commit loop does with ``store.io_cpus = [1]``
+                                packets); the C syncer's thread (``--syncer``) on CPU 1 makes
+                                the journal durable, syncs at least ``--sync-interval`` apart,
+                                as the commit loop does with ``store.io_cpus = [1]``
     writes+compaction           as "writes", with ``python -m core.store.recovery compact``
                                 running back to back in a child process on CPU 1 (io_cpus too)
     writes+compaction-same-cpu  the same with the journal thread and the child on CPU 0,
@@ -52,6 +53,7 @@ import gc
 import json
 import os
 import resource
+import select
 import shutil
 import signal
 import statistics
@@ -71,11 +73,12 @@ from bench.micro import check, environment, make_pipeline
 from bench.scenarios import CACHE, LOCK_BASE, SECRET, SIZES, build_packets, data_dir
 from core.config import Store, from_mapping
 from core.radius import dictionary
+from core.service.commit import journal_syncer
 from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
 from core.service.udp import Collections
 from core.store.commands import SetLock
-from core.store.journal_writer import JournalWriter
+from core.store.journal_writer import JournalWriter, SyncJob
 from core.store.live import LiveTable
 from core.store.recovery import open_live, prune_snapshots
 
@@ -112,6 +115,19 @@ def main() -> int:
         type=float,
         default=Store().compaction_rate_mb,
         help="hotpath: the compaction's rate limit (%(default)s, the server's default; 0: none)",
+    )
+    parser.add_argument(
+        "--syncer",
+        choices=("c", "thread"),
+        default="c",
+        help="hotpath: the journal's syncs by the C syncer's thread (the server's, when built) "
+        "or by a Python thread (the server's without it)",
+    )
+    parser.add_argument(
+        "--sync-interval",
+        type=float,
+        default=Store().sync_interval,
+        help="hotpath: the least s between two syncs' starts (store.sync_interval, %(default)s)",
     )
     parser.add_argument(
         "--settle", type=float, default=10.0, help="s to wait for other processes to go quiet"
@@ -428,58 +444,119 @@ async def one_client(
 
 
 class Journaling:
-    """Writes as the server makes them: check, append, apply; a worker thread makes them
-    durable, as the commit loop's sync executor does (core.service.commit.sync_executor).
+    """Writes as the server makes them: check, append, apply; made durable off the decision
+    thread as the commit loop does (core.service.commit).
 
-    As in the commit loop, a sync is handed to the worker when none is in flight, and one
-    that finds more records appended meanwhile hands over the next: writes that come while a
-    sync runs share the next one. Nothing polls. The worker is pinned to ``cpu`` (what
-    ``store.io_cpus`` does) and lives between start() and stop().
+    ``use_c``: by the C syncer's thread (core/store/_syncer.c), which never takes the
+    interpreter lock; a sync the journal must do itself (the move to a new zeroed segment) goes
+    to a worker thread, as in the commit loop. Otherwise every sync goes to the worker thread,
+    as the commit loop's sync executor does without the extension. As in the commit loop, a
+    sync starts when none is in flight, and writes that come while one runs share the next.
+    The server's event loop learns that a C job ended from its eventfd; here the next write
+    collects it (one read of the eventfd, as the loop's). The syncing threads are pinned to
+    ``cpu`` (what ``store.io_cpus`` does) and live between start() and stop().
     """
 
-    def __init__(self, live: LiveTable, journal: JournalWriter, commands: Iterator[SetLock]):
+    def __init__(
+        self,
+        live: LiveTable,
+        journal: JournalWriter,
+        commands: Iterator[SetLock],
+        *,
+        use_c: bool = True,
+        interval: float = Store().sync_interval,
+    ):
         self.cpu = SERVER_CPU  # the sync thread's CPU (set before start(), as store.io_cpus)
         self.live = live
         self.journal = journal
         self.commands = commands
+        self.use_c = use_c
+        self.interval = interval  # store.sync_interval: the least time between two syncs' starts
         self.applied = 0
         self.syncs = 0  # that made records durable
         self._executor: ThreadPoolExecutor | None = None
+        self._syncer: Any = None
+        self._job: SyncJob | None = None
         self._lock = threading.Lock()
         self._in_flight = False
+        self._last_sync = 0.0
+
+    @property
+    def kind(self) -> str:
+        return "C syncer thread" if self._syncer is not None else "Python thread"
 
     def write(self) -> None:
         command = self.live.check(next(self.commands))
         seq = self.journal.append(command.to_json())
         self.live.apply(seq, command)
         self.applied += 1
+        if self._executor is None or (self._syncer is not None and self._c_sync()):
+            return
         with self._lock:
-            if self._in_flight or self._executor is None:
+            if self._in_flight or time.perf_counter() - self._last_sync < self.interval:
                 return
             self._in_flight = True
+            self._last_sync = time.perf_counter()
         self._executor.submit(self._sync)
 
     def start(self) -> None:
+        cpus = {self.cpu} & CPUS or CPUS
         self._executor = ThreadPoolExecutor(
-            max_workers=1, initializer=os.sched_setaffinity, initargs=(0, {self.cpu} & CPUS or CPUS)
+            max_workers=1, initializer=os.sched_setaffinity, initargs=(0, cpus)
         )
+        self._syncer = journal_syncer(cpus) if self.use_c else None
 
     def stop(self) -> None:
+        if self._syncer is not None:
+            if self._job is not None:
+                select.select([self._syncer.fileno()], [], [], 10.0)
+                self._collect()
+            self._syncer.close()
+            self._syncer = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
         self._in_flight = False
         self.journal.sync()
 
+    def _c_sync(self) -> bool:
+        """Collect the C job that ended, start the next; False: the worker thread must sync."""
+        if self._job is not None and not self._collect():
+            return True  # still running: these records go with the next job
+        with self._lock:
+            if self._in_flight:
+                return True  # the worker thread is syncing
+        now = time.perf_counter()
+        if now - self._last_sync < self.interval:
+            return True  # these records go with the next sync
+        job = self.journal.begin_sync()
+        if job is None:
+            return False
+        self._syncer.submit(job.handle, job.data, job.offset, job.fsync)
+        self._job = job
+        self._last_sync = now
+        return True
+
+    def _collect(self) -> bool:
+        assert self._job is not None
+        try:
+            if not self._syncer.complete():
+                return False
+        except OSError as error:
+            self.journal.end_sync(self._job, error)  # raises it
+        self.journal.end_sync(self._job, None)
+        self._job = None
+        self.syncs += 1
+        return True
+
     def _sync(self) -> None:
-        while True:
-            before = self.journal.durable_seq
+        before = self.journal.durable_seq
+        try:
             if self.journal.sync() != before:
                 self.syncs += 1
-            with self._lock:  # more appended while this sync ran: they go next
-                if self.journal.next_seq - 1 <= self.journal.durable_seq:
-                    self._in_flight = False
-                    return
+        finally:
+            with self._lock:  # what was appended meanwhile goes with the next write's sync
+                self._in_flight = False
 
 
 class Compactions:
@@ -596,7 +673,13 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
         build_packets(SIZES[args.size], args.packets, handles)
     )
     check(pipeline, packets)
-    journaling = Journaling(live, journal, same_locks(SIZES[args.size]))
+    journaling = Journaling(
+        live,
+        journal,
+        same_locks(SIZES[args.size]),
+        use_c=args.syncer == "c",
+        interval=args.sync_interval,
+    )
     journaling.write()  # one durable record: a compaction has something to do
     journaling.stop()
     work = [(packet, ("127.0.0.1", 40000 + n % 20000)) for n, (packet, _) in enumerate(packets)]
@@ -605,6 +688,14 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
         "slicePairs": args.slices,
         "writeInterval": args.interval,
     }
+    journaling.start()
+    summary["syncedBy"] = journaling.kind  # "C syncer thread" unless not built or --syncer thread
+    summary["syncInterval"] = args.sync_interval
+    journaling.stop()
+    print(
+        f"  journal syncs by a {summary['syncedBy']}, "
+        f"at least {args.sync_interval * 1e3:g} ms apart"
+    )
     gc.collect()
     gc.freeze()
     try:

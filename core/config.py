@@ -66,6 +66,10 @@ class Store:
     compaction_rate_mb: float = 100.0  # MB/s a compaction writes at most; 0: no limit
     # CPUs for the journal's durable writes and the compaction child; (): the server's own
     io_cpus: tuple[int, ...] = ()
+    # fsync = "batch": the least time between the starts of two syncs; writes that come
+    # meanwhile share the next one (a lone write waits for nothing). 0: the next sync starts
+    # as soon as the last one ends.
+    sync_interval: float = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,8 @@ def from_mapping(document: dict[str, Any]) -> Config:
         raise ConfigError("store.compact_after_seconds: must be more than 0")
     if not store.compaction_rate_mb >= 0:  # NaN too
         raise ConfigError("store.compaction_rate_mb: must be 0 (no limit) or more")
+    if not 0 <= store.sync_interval <= 1.0:  # NaN too
+        raise ConfigError("store.sync_interval: must be between 0 and 1 second")
     cpus = os.cpu_count() or 1
     for cpu in store.io_cpus:
         if not 0 <= cpu < cpus:

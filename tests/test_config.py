@@ -197,6 +197,21 @@ BAD = [
         id="compaction rate not a number",
     ),
     pytest.param(
+        {"store": {"sync_interval": -0.001}},
+        "store.sync_interval: must be between 0 and 1 second",
+        id="sync interval negative",
+    ),
+    pytest.param(
+        {"store": {"sync_interval": 2}},
+        "store.sync_interval: must be between 0 and 1 second",
+        id="sync interval too long",
+    ),
+    pytest.param(
+        {"store": {"sync_interval": "2ms"}},
+        "store.sync_interval: must be a number",
+        id="sync interval not a number",
+    ),
+    pytest.param(
         {"store": {"io_cpus": 1}}, "store.io_cpus: must be a list of integers", id="io cpus int"
     ),
     pytest.param(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.config import Config
-from core.service.commit import CommitLoop, sync_executor
+from core.service.commit import CommitLoop, journal_syncer, sync_executor
 from core.service.compaction import Compactor
 from core.service.control import Control
 from core.service.events import EventHub, EventStore
@@ -46,6 +46,8 @@ class WritePath:
             always=store.fsync == "always",
             on_applied=self._applied,
             executor=self._sync_executor,
+            syncer=journal_syncer(store.io_cpus),
+            interval=store.sync_interval,
         )
         self.compactor = Compactor(
             Path(store.data_dir),
@@ -106,6 +108,7 @@ class WritePath:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.webhooks.stop()
+        self.commit.close()
         await asyncio.to_thread(self.journal.close)
         if self._sync_executor is not None:
             self._sync_executor.shutdown(wait=True)

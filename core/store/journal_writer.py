@@ -38,6 +38,7 @@ import contextlib
 import errno
 import os
 import threading
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +56,32 @@ from core.store.journal import (
 #: The zeroed file the next segment is made of (list_segments() never lists it).
 SPARE: Final = "spare.tmp"
 _ZEROS: Final = bytes(1 << 20)  # written 1 MiB at a time: the zeroing thread stops in between
+
+
+@dataclass(frozen=True, slots=True)
+class SyncJob:
+    """One sync's write: ``data`` at ``offset`` of ``handle``, then fsync() when ``fsync``;
+    ``upto`` is durable once it ran."""
+
+    handle: int
+    data: bytearray
+    offset: int
+    fsync: bool
+    upto: int
+
+
+def run_job(job: SyncJob) -> None:
+    """Run a SyncJob in this thread (what core.store._syncer does without the GIL).
+
+    Raises:
+        OSError: the write or the fsync failed.
+    """
+    view, at = memoryview(job.data), job.offset
+    while view:
+        done = os.pwrite(job.handle, view, at)
+        view, at = view[done:], at + done
+    if job.fsync:
+        os.fsync(job.handle)
 
 
 class JournalWriter:
@@ -138,6 +165,49 @@ class JournalWriter:
         with self._sync_lock:
             return self._sync()
 
+    def begin_sync(self) -> SyncJob | None:
+        """Take what was appended as a job for another thread to write (core.store._syncer),
+        and hold the sync lock until end_sync(); None: call sync() instead, in a thread.
+
+        None when the lock is busy (rotate, trim or close in another thread), when the
+        segment first gives way to the spare (a rename and directory fsyncs, which sync()
+        does), or when nothing is pending. The caller must call end_sync() once the job ran,
+        whatever happened to it.
+
+        Raises:
+            OSError: an earlier sync failed (as sync()).
+        """
+        if self._failed is not None:
+            raise self._failed
+        if not self._sync_lock.acquire(blocking=False):
+            return None
+        try:
+            if self._failed is not None:
+                raise self._failed
+            job = None if self._spare_due() else self._take()
+        except BaseException:
+            self._sync_lock.release()
+            raise
+        if job is None:
+            self._sync_lock.release()
+        return job
+
+    def end_sync(self, job: SyncJob, error: OSError | None) -> int:
+        """Record how begin_sync()'s job ended and release the sync lock; return the last
+        durable seq.
+
+        Raises:
+            OSError: ``error``, which fails the writer (every later call raises it).
+        """
+        try:
+            if error is not None:
+                self._failed = error
+                raise error
+            self._synced(job)
+            return self._durable_seq
+        finally:
+            self._sync_lock.release()
+
     def rotate(self) -> int:
         """Sync, then start a new segment; return its first seq (compact up to that minus 1).
 
@@ -204,36 +274,41 @@ class JournalWriter:
     def _sync(self) -> int:
         if self._failed is not None:
             raise self._failed
-        if (
+        if self._spare_due():
+            self._move_to_spare()  # off an appended segment, or a full zeroed one
+        job = self._take()
+        if job is not None:
+            try:
+                run_job(job)
+            except OSError as error:
+                self._failed = error
+                raise
+            self._synced(job)
+        return self._durable_seq
+
+    def _spare_due(self) -> bool:
+        return bool(
             self._pending
             and self.written
             and (not self._zeroed or self._zeroed <= self.written)
             and self._spare_ready.is_set()
-        ):
-            self._move_to_spare()  # off an appended segment, or a full zeroed one
+        )
+
+    def _take(self) -> SyncJob | None:
+        """What was appended, as a write after the last synced byte; None when nothing was."""
         with self._lock:
             data, self._pending = self._pending, bytearray()
             upto = self._next_seq - 1
-        if data:
-            try:
-                if self._zeroed:
-                    # O_DSYNC: each pwrite returns durable, one system call (and one wait for
-                    # the GIL afterwards) instead of two
-                    view, at = memoryview(data), self.written
-                    while view:
-                        done = os.pwrite(self._handle, view, at)
-                        view, at = view[done:], at + done
-                else:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(self._handle, view) :]
-                    os.fsync(self._handle)
-            except OSError as error:
-                self._failed = error
-                raise
-            self.written += len(data)
-            self._durable_seq = upto
-        return self._durable_seq
+        if not data:
+            return None
+        # a zeroed segment is opened O_DSYNC: its pwrite returns durable, one system call (and,
+        # in a Python thread, one wait for the interpreter lock afterwards) instead of two; an
+        # appended one (O_APPEND: the offset is its size) needs fsync() for the new size
+        return SyncJob(self._handle, data, self.written, not self._zeroed, upto)
+
+    def _synced(self, job: SyncJob) -> None:
+        self.written += len(job.data)
+        self._durable_seq = job.upto
 
     def _move_to_spare(self) -> None:
         """The full preallocated segment gives way to the spare before the next records."""

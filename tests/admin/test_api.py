@@ -7,7 +7,9 @@ verdict the next Access-Request gets over UDP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import importlib.util
 import os
 import threading
 from typing import Any
@@ -860,23 +862,38 @@ async def test_compaction_keeps_writes_across_a_restart(
     assert await admit(restarted, "440100000000002") == ("reject", "sim-not-active")
 
 
+def _tasks_named(name: str) -> list[int]:
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(FileNotFoundError), open(f"/proc/self/task/{task}/comm") as comm:
+            if comm.read().strip() == name:
+                found.append(int(task))
+    return found
+
+
 async def test_io_cpus_put_the_journal_syncs_and_the_compaction_on_those_cpus(
     servers: Servers,
 ) -> None:
     allowed = os.sched_getaffinity(0)
     cpu = max(allowed)
+    others = set(_tasks_named("journal-syncer"))  # other tests' servers in this process
     server = await servers.start(store={"io_cpus": [cpu]})
     async with client(server) as api:
         assert (await api.post("/v1/sims/1/set_imei_lock", json={"imei": OTHER_IMEI})).is_success
         (syncer,) = [t for t in threading.enumerate() if t.name.startswith("journal-sync")]
         assert syncer.native_id is not None
         assert os.sched_getaffinity(syncer.native_id) == {cpu}
+        c_syncers = set(_tasks_named("journal-syncer")) - others  # the C syncer, when built
+        assert len(c_syncers) == (importlib.util.find_spec("core.store._syncer") is not None)
+        for task in c_syncers:
+            assert os.sched_getaffinity(task) == {cpu}
         assert os.sched_getaffinity(0) == allowed  # the loop's thread stays where it was
         compacted = await api.post("/v1/snapshot/compact")  # the child takes --cpus
         assert compacted.status_code == 200, compacted.text
         assert (await sim(api, "1"))["imeiLock"]["imei"] == OTHER_IMEI
     await servers.stop(server)
     assert not [t for t in threading.enumerate() if t.name.startswith("journal-sync")]
+    assert set(_tasks_named("journal-syncer")) <= others
 
 
 async def test_io_cpus_the_machine_refuses_stop_start_up_naming_the_key(

@@ -25,9 +25,13 @@ def test_a_kernel_arrival_time_falls_between_the_send_and_the_read() -> None:
     try:
         receiver.bind(("127.0.0.1", 0))
         receiver.setsockopt(socket.SOL_SOCKET, load.SO_TIMESTAMPNS, 1)
+        # The kernel turns stamping on arrival on a moment later (a deferred static key);
+        # until then it stamps a datagram when it is read, so this waits: load.py's warm-up.
+        time.sleep(0.1)
         for _ in range(20):
             before = time.perf_counter()
-            sender.sendto(b"x", receiver.getsockname())
+            sender.sendto(b"x", receiver.getsockname())  # loopback: delivered within the call
+            sent = time.perf_counter()
             time.sleep(0.002)  # the datagram waits in the socket: the read is later than it
             _, ancillary, _, _ = receiver.recvmsg(64, 64)
             after = time.perf_counter()
@@ -35,8 +39,8 @@ def test_a_kernel_arrival_time_falls_between_the_send_and_the_read() -> None:
             assert (level, kind) == (socket.SOL_SOCKET, load.SO_TIMESTAMPNS)
             seconds, nanoseconds = load._TIMESPEC.unpack(data)
             arrived = seconds + nanoseconds * 1e-9 - offset
-            assert before - 50e-6 <= arrived <= before + 0.0015
-            assert after - arrived >= 0.0015
+            assert before - 50e-6 <= arrived <= sent + 50e-6
+            assert after - arrived >= 0.002
     finally:
         receiver.close()
         sender.close()

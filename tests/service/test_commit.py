@@ -8,14 +8,16 @@ import errno
 import json
 import os
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from core.provision import import_file
-from core.service.commit import CommitLoop, sync_executor
+from core.service.commit import CommitLoop, journal_syncer, sync_executor
 from core.store.commands import CommandError, SetLock, SetStatus
 from core.store.journal import read_journal
 from core.store.journal_writer import JournalWriter
@@ -131,3 +133,104 @@ async def test_cpus_the_process_may_not_use_are_refused_naming_the_setting(
     with pytest.raises(ValueError, match=r"^store\.io_cpus: cannot run on CPUs \[1\]"):
         sync_executor([1])
     assert not [t for t in threading.enumerate() if t.name.startswith("journal-sync")]
+
+
+@pytest.fixture
+def c_syncer() -> Iterator[Any]:
+    syncer = journal_syncer([])
+    if syncer is None:
+        pytest.skip("the C syncer is not built (or SIMGATE_PURE_PYTHON=1)")
+    yield syncer
+    syncer.close()
+
+
+async def test_the_c_syncer_makes_each_batch_durable_before_it_is_applied(
+    opened: tuple[LiveTable, JournalWriter, Path], c_syncer: Any
+) -> None:
+    live, journal, data = opened
+    commit = CommitLoop(journal, lambda: live, syncer=c_syncer)
+    assert journal.wait_for_spare(10)
+    # the first segment (appended, fsynced) by the C thread; then the move to the zeroed spare
+    # (a rename and directory fsyncs) in a Python thread; then O_DSYNC writes by the C thread
+    for round_, jobs in enumerate((1, 1, 2)):
+        futures = [commit.submit(SetStatus(str(n), Status.SUSPENDED)) for n in range(1, 4)]
+        await commit.flush()
+        await asyncio.gather(*futures)
+        assert (commit.commits, c_syncer.jobs) == (round_ + 1, jobs)
+    assert journal.preallocated > 0
+    records, _ = read_journal(data, 1, repair=False)
+    assert [seq for seq, _ in records] == list(range(2, 11))
+    assert journal.durable_seq == 10
+    commit.close()
+
+
+async def test_a_failed_c_sync_fails_its_writes_and_the_journal(
+    opened: tuple[LiveTable, JournalWriter, Path], c_syncer: Any, tmp_path: Path
+) -> None:
+    live, journal, _ = opened
+    commit = CommitLoop(journal, lambda: live, syncer=c_syncer)
+    good = journal._handle
+    journal._handle = os.open(tmp_path / "read-only", os.O_RDONLY | os.O_CREAT)  # EBADF on write
+    try:
+        written = commit.submit(SetStatus("1", Status.SUSPENDED))
+        with pytest.raises(OSError):
+            await commit.flush()
+        with pytest.raises(OSError):
+            await written
+        with pytest.raises(OSError):  # failed for good: what reached the file is unknown
+            journal.append(b"{}")
+        assert live.sim("1").status == Status.ACTIVE  # type: ignore[union-attr]  # not applied
+    finally:
+        os.close(journal._handle)
+        journal._handle = good
+    commit.close()
+
+
+async def test_a_busy_journal_lock_sends_the_sync_to_the_thread_path(
+    opened: tuple[LiveTable, JournalWriter, Path], c_syncer: Any
+) -> None:
+    """trim() in another thread holds the journal's sync lock: the sync waits in a thread
+    instead of the event loop."""
+    live, journal, data = opened
+    commit = CommitLoop(journal, lambda: live, syncer=c_syncer)
+    journal._sync_lock.acquire()
+    threading.Timer(0.05, journal._sync_lock.release).start()
+    written = commit.submit(SetStatus("1", Status.SUSPENDED))
+    await commit.flush()
+    assert await written == 2
+    assert c_syncer.jobs == 0 and commit.commits == 1
+    records, _ = read_journal(data, 1, repair=False)
+    assert [seq for seq, _ in records] == [2]
+    commit.close()
+
+
+async def test_writes_within_the_sync_interval_share_the_next_sync(
+    opened: tuple[LiveTable, JournalWriter, Path],
+) -> None:
+    live, journal, _ = opened
+    commit = CommitLoop(journal, lambda: live, interval=0.3)
+    runner = asyncio.create_task(commit.run())
+    try:
+        began = time.monotonic()
+        assert await commit.submit(SetStatus("1", Status.SUSPENDED)) == 2
+        assert time.monotonic() - began < 0.25  # a lone write waits for no interval
+        synced = time.monotonic()
+        second = commit.submit(SetStatus("2", Status.SUSPENDED))
+        await asyncio.sleep(0.05)
+        third = commit.submit(SetStatus("3", Status.SUSPENDED))
+        assert await asyncio.gather(second, third) == [3, 4]
+        assert time.monotonic() - synced >= 0.25  # they waited out the interval ...
+        assert commit.commits == 2  # ... and shared one sync
+    finally:
+        runner.cancel()
+
+
+async def test_fsync_always_ignores_the_sync_interval(
+    opened: tuple[LiveTable, JournalWriter, Path],
+) -> None:
+    live, journal, _ = opened
+    commit = CommitLoop(journal, lambda: live, always=True, interval=5.0)
+    futures = [commit.submit(SetStatus(str(n), Status.SUSPENDED)) for n in range(1, 4)]
+    await asyncio.wait_for(commit.flush(), 2.0)
+    assert [await future for future in futures] == [2, 3, 4]
+    assert commit.commits == 3

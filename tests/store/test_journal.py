@@ -350,7 +350,8 @@ def test_a_zeroed_segment_is_written_with_one_durable_pwrite(
 
         monkeypatch.setattr(os, name, spy)
     writer.sync()
-    assert calls == ["write", "fsync"], "the first segment is appended to, as before"
+    assert calls == ["pwrite", "fsync"], "the first segment is appended to (O_APPEND), fsynced"
+    assert not fcntl.fcntl(writer._handle, fcntl.F_GETFL) & os.O_DSYNC
     calls.clear()
     writer.rotate()
     assert calls == ["fsync"], "the directory, after the spare's rename"
@@ -365,8 +366,8 @@ def test_a_zeroed_segment_is_written_with_one_durable_pwrite(
 def test_preallocate_0_keeps_no_spare_and_only_appends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("pwrite", "fdatasync"):
-        monkeypatch.setattr(os, name, lambda *args: pytest.fail("not with preallocate=0"))
+    # no zeroing (fdatasync of a spare), and no segment opened O_DSYNC
+    monkeypatch.setattr(os, "fdatasync", lambda *args: pytest.fail("not with preallocate=0"))
     before = set(threading.enumerate())
     writer = JournalWriter(tmp_path, 1, preallocate=0)
     assert set(threading.enumerate()) <= before, "no zeroing thread"
@@ -374,7 +375,9 @@ def test_preallocate_0_keeps_no_spare_and_only_appends(
     for n in range(3):
         writer.append(b"%d" % n)
         writer.sync()
+        assert not fcntl.fcntl(writer._handle, fcntl.F_GETFL) & os.O_DSYNC
     assert writer.rotate() == 4
+    assert not fcntl.fcntl(writer._handle, fcntl.F_GETFL) & os.O_DSYNC
     writer.append(b"3")
     writer.close()
     assert sorted(p.name for p in (tmp_path / "journal").iterdir()) == [
