@@ -17,7 +17,12 @@ snapshot. Then:
    that round, and the median ratio; writes ``bench/results/peer-<size>-<time>.json`` and the
    plots (bench/plots.py).
 
+With ``--rate R`` the rounds run load.py's open loop at R requests/s instead (latency from the
+intended send, every server at the same offered load) and the summary compares the servers'
+p99s, round by round and their medians: the latency side by side, at a rate both can carry.
+
     .venv/bin/python bench/peer.py [--size 1m] [--rounds 3] [--seconds 8] [--window 64]
+    .venv/bin/python bench/peer.py --rate 18000       # p99 side by side at 18,000/s
     .venv/bin/python bench/peer.py --check-only       # the verdict checks, no measurement
 """
 
@@ -547,17 +552,96 @@ def _fields(plan: Plan) -> dict[str, Any]:
     return {name: getattr(plan, name) for name in Plan.__dataclass_fields__}
 
 
-def _plan(args: argparse.Namespace, window: int, seconds: float, count: int | None) -> Plan:
-    sockets = args.sockets or min(32, max(4, window // 4))
+def _plan(
+    args: argparse.Namespace,
+    window: int,
+    seconds: float,
+    count: int | None,
+    rate: float | None = None,
+) -> Plan:
+    if rate is not None:  # open loop: load.py's 16 sockets, 4096 Identifiers
+        sockets = args.sockets or 16
+    else:
+        sockets = min(args.sockets or min(32, max(4, window // 4)), window)
     return Plan(
         window=window,
-        sockets=min(sockets, window),
+        sockets=sockets,
         processes=1,
         seconds=seconds,
         count=count,
         warmup=args.warmup if count is None else 0.0,
         timeout=args.timeout,
+        rate=rate,
         offset=secrets.randbelow(args.packets),
+    )
+
+
+def summarise_latency(rounds: list[dict[str, dict[str, Any]]], rate: float) -> dict[str, Any]:
+    """Open loop: per round each server's rate reached and p50/p99/p99.9; the median p99s over
+    the undisturbed rounds (every round when fewer than 3 are)."""
+    table = []
+    for number, points in enumerate(rounds, 1):
+        row: dict[str, Any] = {"round": number}
+        for name in SERVERS:
+            row[name] = {
+                key: points[name][key]
+                for key in (
+                    "requestsPerSecond",
+                    "p50Microseconds",
+                    "p99Microseconds",
+                    "p999Microseconds",
+                    "serverCpuPercent",
+                )
+                if key in points[name]
+            }
+        row["disturbed"] = any(point["disturbed"] for point in points.values())
+        table.append(row)
+    clean = [row for row in table if not row["disturbed"]]
+    used = clean if len(clean) >= 3 else table
+
+    def median_of(name: str, key: str) -> float | None:
+        values = [row[name].get(key) for row in used]
+        if any(value is None for value in values):  # a lost request: an infinite percentile
+            return None
+        return round(statistics.median(values), 1)
+
+    return {
+        "rate": round(rate),
+        "rounds": table,
+        "medianOver": (
+            "the undisturbed rounds" if used is clean else "all rounds (< 3 undisturbed)"
+        ),
+        "medianP99Microseconds": {name: median_of(name, "p99Microseconds") for name in SERVERS},
+        "medianP999Microseconds": {name: median_of(name, "p999Microseconds") for name in SERVERS},
+        "medianServerCpuPercent": {name: median_of(name, "serverCpuPercent") for name in SERVERS},
+    }
+
+
+def print_latency_table(summary: dict[str, Any]) -> None:
+    def ms(value: float | None) -> str:
+        return "lost" if value is None else f"{value / 1000:.2f}"
+
+    print()
+    print(
+        f"open loop at {summary['rate']:,}/s | round | "
+        + " | ".join(f"{name} req/s, p50/p99/p99.9 ms, CPU" for name in SERVERS)
+    )
+    for row in summary["rounds"]:
+        cells = []
+        for name in SERVERS:
+            point = row[name]
+            cells.append(
+                f"{point['requestsPerSecond']:>7,} {ms(point['p50Microseconds'])}/"
+                f"{ms(point['p99Microseconds'])}/{ms(point['p999Microseconds'])} "
+                f"{point.get('serverCpuPercent', 0):.0f}%"
+            )
+        mark = "  (disturbed)" if row["disturbed"] else ""
+        print(f"{row['round']:>5} | " + " | ".join(cells) + mark)
+    print(
+        f"median p99 over {summary['medianOver']}: "
+        + ", ".join(
+            f"{name} {ms(value)} ms" for name, value in summary["medianP99Microseconds"].items()
+        )
     )
 
 
@@ -645,6 +729,7 @@ def _parser() -> argparse.ArgumentParser:
         help="rounds to add when others disturbed some (%(default)s)",
     )
     add("--window", type=int, default=64, help="closed loop: requests outstanding (%(default)s)")
+    add("--rate", type=float, help="open loop at this many requests/s instead: p99 side by side")
     add("--sockets", type=int, help="client sockets (default: window/4, 4 to 32)")
     add("--seconds", type=float, default=8.0, help="measured per point (%(default)s)")
     add("--warmup", type=float, default=1.0, help="unmeasured seconds first (%(default)s)")
@@ -794,18 +879,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         number = clean = 0
         while clean < args.rounds and number < args.rounds + args.extra_rounds:
             number += 1
-            print(
-                f"round {number} ({clean} undisturbed of {args.rounds} so far): closed loop "
-                f"W={args.window}"
-            )
+            how = f"open loop {args.rate:,.0f}/s" if args.rate else f"closed loop W={args.window}"
+            print(f"round {number} ({clean} undisturbed of {args.rounds} so far): {how}")
             points = {}
             for name in SERVERS:
-                plan = _plan(args, args.window, args.seconds, None)
+                plan = _plan(args, args.window, args.seconds, None, args.rate)
                 points[name] = measure(name, plan, servers[name], client_cpu, everyone, tap, args)
-            ratio = points["simgate"]["requestsPerSecond"] / max(
-                points[mode]["requestsPerSecond"] for mode in MODES
-            )
-            print(f"  round {number}: simgate / faster FreeRADIUS mode = {ratio:.2f}")
+            if args.rate:
+                p99s = ", ".join(
+                    f"{name} {(points[name]['p99Microseconds'] or float('inf')) / 1000:.2f}"
+                    for name in SERVERS
+                )
+                print(f"  round {number}: p99 ms {p99s}")
+            else:
+                ratio = points["simgate"]["requestsPerSecond"] / max(
+                    points[mode]["requestsPerSecond"] for mode in MODES
+                )
+                print(f"  round {number}: simgate / faster FreeRADIUS mode = {ratio:.2f}")
             rounds.append(points)
             clean += not any(point["disturbed"] for point in points.values())
     except KeyboardInterrupt:
@@ -825,8 +915,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     if len(rounds) < 3:
         return status or 1
-    summary = summarise(rounds)
-    print_table(summary)
+    if args.rate:
+        summary = summarise_latency(rounds, args.rate)
+        print_latency_table(summary)
+    else:
+        summary = summarise(rounds)
+        print_table(summary)
     if args.no_write:
         return status
     result = {
@@ -847,6 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **source_state(),
         "startupSeconds": {name: round(value, 2) for name, value in startup.items()},
         "window": args.window,
+        "rate": args.rate,
         "seconds": args.seconds,
         "packets": args.packets,
         "serverCpu": server_cpu,
@@ -864,10 +959,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         **environment(),
     }
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"peer-{args.size}-{int(time.time())}.json"
+    kind = "peer-open" if args.rate else "peer"
+    path = RESULTS / f"{kind}-{args.size}-{int(time.time())}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
-    if not args.no_plots:
+    if not args.no_plots and not args.rate:
         from bench import plots
 
         for png in plots.plot_all(path):
