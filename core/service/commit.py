@@ -171,15 +171,17 @@ class CommitLoop:
 
     def _collect(self) -> None:
         """The syncer's eventfd is readable: end its job (the journal's sync lock with it)."""
-        if self._syncer is None or self._job is None:
+        if self._syncer is None:
             return
         error: OSError | None = None
-        try:
+        try:  # reads the eventfd whatever follows: a readable one would call this again
             if not self._syncer.complete():
                 return
         except OSError as failed:
             error = failed
         job, synced = self._job, self._synced
+        if job is None:
+            return
         self._job = self._synced = None
         try:
             self._journal.end_sync(job, error)
