@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from core.provision import import_file
 from core.service.commit import CommitLoop, journal_syncer, sync_executor
-from core.store.commands import CommandError, SetLock, SetStatus
+from core.store.commands import CommandError, SetLock, SetStatus, UnknownSim
 from core.store.journal import read_journal
 from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
@@ -234,3 +234,18 @@ async def test_fsync_always_ignores_the_sync_interval(
     await asyncio.wait_for(commit.flush(), 2.0)
     assert [await future for future in futures] == [2, 3, 4]
     assert commit.commits == 3
+
+
+async def test_a_refused_write_fails_its_future_and_is_not_journaled(
+    opened: tuple[LiveTable, JournalWriter, Path],
+) -> None:
+    live, journal, data = opened
+    commit = CommitLoop(journal, lambda: live)
+    unknown = commit.submit(SetStatus("no-such-sim", Status.SUSPENDED))  # no error yet
+    fine = commit.submit(SetStatus("1", Status.SUSPENDED))
+    await commit.flush()
+    with pytest.raises(UnknownSim):
+        await unknown
+    assert await fine == 2
+    records, _ = read_journal(data, 1, repair=False)
+    assert [seq for seq, _ in records] == [2]
