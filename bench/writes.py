@@ -78,9 +78,10 @@ from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
 from core.service.udp import Collections
 from core.store.commands import SetLock
-from core.store.journal_writer import JournalWriter, SyncJob
+from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.recovery import open_live, prune_snapshots
+from core.store.sync_job import SyncJob
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 RESULTS: Final = Path(__file__).resolve().parent / "results"

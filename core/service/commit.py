@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
 
-from core.store.journal_writer import SyncJob
+from core.store.sync_job import SyncJob
 
 
 class Command(Protocol):

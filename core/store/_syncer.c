@@ -299,23 +299,27 @@ stop_thread(SyncerObject *self)
     self->started = 0;
 }
 
-static PyObject *
-Syncer_close(SyncerObject *self, PyObject *Py_UNUSED(ignored))
+/* Stop the thread (after a job in flight), release a job's buffer unless ``keep_finished`` and
+ * the job finished (complete() collects it), close the eventfd. */
+static void
+shut_down(SyncerObject *self, int keep_finished)
 {
     stop_thread(self);
-    /* a job queued but never started is dropped (nothing was written); a finished one stays
-     * collectable by complete() */
-    if (self->state == QUEUED) {
-        self->state = IDLE;
-        if (self->has_view) {
-            self->has_view = 0;
-            PyBuffer_Release(&self->view);
-        }
+    if (self->has_view && !(keep_finished && self->state == DONE)) {
+        self->has_view = 0;
+        self->state = IDLE; /* a job queued but never started: nothing was written */
+        PyBuffer_Release(&self->view);
     }
     if (self->event >= 0) {
         close(self->event);
         self->event = -1;
     }
+}
+
+static PyObject *
+Syncer_close(SyncerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    shut_down(self, 1);
     self->closed = 1;
     Py_RETURN_NONE;
 }
@@ -367,15 +371,7 @@ Syncer_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static void
 Syncer_dealloc(SyncerObject *self)
 {
-    stop_thread(self);
-    if (self->has_view) {
-        self->has_view = 0;
-        PyBuffer_Release(&self->view);
-    }
-    if (self->event >= 0) {
-        close(self->event);
-        self->event = -1;
-    }
+    shut_down(self, 0);
     if (self->initialised) {
         pthread_mutex_destroy(&self->mutex);
         pthread_cond_destroy(&self->wake);

@@ -38,7 +38,6 @@ import contextlib
 import errno
 import os
 import threading
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
@@ -52,36 +51,11 @@ from core.store.journal import (
     list_segments,
     segment_path,
 )
+from core.store.sync_job import SyncJob, run_job
 
 #: The zeroed file the next segment is made of (list_segments() never lists it).
 SPARE: Final = "spare.tmp"
 _ZEROS: Final = bytes(1 << 20)  # written 1 MiB at a time: the zeroing thread stops in between
-
-
-@dataclass(frozen=True, slots=True)
-class SyncJob:
-    """One sync's write: ``data`` at ``offset`` of ``handle``, then fsync() when ``fsync``;
-    ``upto`` is durable once it ran."""
-
-    handle: int
-    data: bytearray
-    offset: int
-    fsync: bool
-    upto: int
-
-
-def run_job(job: SyncJob) -> None:
-    """Run a SyncJob in this thread (what core.store._syncer does without the GIL).
-
-    Raises:
-        OSError: the write or the fsync failed.
-    """
-    view, at = memoryview(job.data), job.offset
-    while view:
-        done = os.pwrite(job.handle, view, at)
-        view, at = view[done:], at + done
-    if job.fsync:
-        os.fsync(job.handle)
 
 
 class JournalWriter:
