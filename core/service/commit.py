@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Protocol
 
-from core.store.sync_job import SyncJob
+from core.store.sync_job import SyncJob, run_job
 
 
 class Command(Protocol):
@@ -155,17 +155,24 @@ class CommitLoop:
             await loop.run_in_executor(self._executor, self._journal.sync)
             return
         assert self._syncer is not None
-        if not self._syncer_watched:
-            loop.add_reader(self._syncer.fileno(), self._collect)
-            self._syncer_watched = True
         synced: asyncio.Future[None] = loop.create_future()
-        try:
+        try:  # from begin_sync() on, end_sync() must follow whatever happens
+            if not self._syncer_watched:
+                loop.add_reader(self._syncer.fileno(), self._collect)
+                self._syncer_watched = True
             self._syncer.submit(job.handle, job.data, job.offset, job.fsync)
-        except BaseException:
-            self._journal.end_sync(job, None)  # nothing was written: the records stay pending
-            raise
-        self._job, self._synced = job, synced
-        # shielded: a cancelled flush leaves the job to finish; _collect() still ends it
+        except (RuntimeError, ValueError, OSError):  # the syncer is closed: a thread runs the job
+
+            def ran(future: asyncio.Future[None]) -> None:
+                failure = None if future.cancelled() else future.exception()
+                if failure is not None and not isinstance(failure, OSError):
+                    failure = OSError(f"journal sync failed: {failure!r}")
+                self._finish(job, failure, synced)
+
+            loop.run_in_executor(self._executor, run_job, job).add_done_callback(ran)
+        else:
+            self._job, self._synced = job, synced
+        # shielded: a cancelled flush leaves the job to finish, and it is still ended
         await asyncio.shield(synced)
 
     def _collect(self) -> None:
@@ -179,16 +186,20 @@ class CommitLoop:
         except OSError as failed:
             error = failed
         job, synced = self._job, self._synced
-        if job is None:
+        if job is None or synced is None:
             return
         self._job = self._synced = None
+        self._finish(job, error, synced)
+
+    def _finish(self, job: SyncJob, error: OSError | None, synced: asyncio.Future[None]) -> None:
+        """End a job begin_sync() took (releasing the journal's sync lock), whatever ran it."""
         try:
             self._journal.end_sync(job, error)
         except OSError as failed:
-            if synced is not None and not synced.done():
+            if not synced.done():
                 synced.set_exception(failed)
             return
-        if synced is not None and not synced.done():
+        if not synced.done():
             synced.set_result(None)
 
     def close(self) -> None:

@@ -249,3 +249,19 @@ async def test_a_refused_write_fails_its_future_and_is_not_journaled(
     assert await fine == 2
     records, _ = read_journal(data, 1, repair=False)
     assert [seq for seq, _ in records] == [2]
+
+
+async def test_a_job_the_c_syncer_refuses_is_made_durable_by_a_thread(
+    opened: tuple[LiveTable, JournalWriter, Path], c_syncer: Any
+) -> None:
+    """A closed syncer (shutting down) refuses the job begin_sync() took: the records must
+    still reach the disk before the write is acknowledged, not be counted durable unwritten."""
+    live, journal, data = opened
+    commit = CommitLoop(journal, lambda: live, syncer=c_syncer)
+    c_syncer.close()
+    written = commit.submit(SetStatus("1", Status.SUSPENDED))
+    await commit.flush()
+    assert await written == 2
+    assert journal.durable_seq == 2 and c_syncer.jobs == 0
+    records, _ = read_journal(data, 1, repair=False)
+    assert [seq for seq, _ in records] == [2]
