@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bench import load
-from tests.bench.test_load_repeats import FakeServer
+from tests.bench.fake_server import FakeServer, run
 
 
 def test_a_kernel_arrival_time_falls_between_the_send_and_the_read() -> None:
@@ -64,12 +64,7 @@ def _open(server: FakeServer, rate: float) -> dict[str, Any]:
         timeout=1.0,
         rate=rate,
     )
-    pool = load.SocketPool(server.address)
-    try:
-        return load.run_plan(plan, server, None, pool)
-    finally:
-        pool.close()
-        server.close()
+    return run(server, plan)
 
 
 def test_open_loop_latency_counts_the_servers_delay_from_the_send(

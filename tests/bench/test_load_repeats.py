@@ -1,17 +1,12 @@
 """bench/load.py's retransmissions and the scenario's stolen-SIM storm.
 
-The load generator runs against a small fake server (a thread in this process): it answers
-every Access-Request with the verdict the scenario expects and a Class carrying a counter, so
-that a request decided twice gets two different replies; with its reply cache on, it answers a
-repeated (address, Identifier, authenticator) with the first reply's bytes, as simgate does.
+The load generator runs against the fake server of tests/bench/fake_server.py (a thread in this
+process), whose replies tell a request decided twice from one answered from its reply cache.
 """
 
 from __future__ import annotations
 
 import random
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,71 +17,11 @@ from bench.scenarios import (
     IMSI_BASE,
     LOCK_BASE,
     MIX,
-    SECRET,
     request_for,
     retransmissions,
     storm_sim,
 )
-from core.radius.auth import Secret, sign_reply
-
-_CLASS = 25
-_REPLY_MESSAGE = 18
-SECRET_KEY = Secret(SECRET.encode())
-
-
-class FakeServer(load.ServerUnderTest):
-    """A RADIUS server in a thread; ``counters()`` reports its reply-cache hits."""
-
-    def __init__(self, requests: load.Requests, *, cache: bool, delay: float = 0.0) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        super().__init__(self.sock.getsockname())
-        self.requests = requests
-        self.cache = cache
-        self.delay = delay  # seconds each reply is held back
-        self.index = {auth: index for index, auth in enumerate(requests.authenticators)}
-        self.replies: dict[tuple[Any, int], tuple[bytes, bytes]] = {}
-        self.duplicates = 0
-        self.decided = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while self.running:
-            try:
-                packet, address = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            identifier, authenticator = packet[1], packet[4:20]
-            key = (address, identifier)
-            cached = self.replies.get(key)
-            if self.cache and cached is not None and cached[0] == authenticator:
-                self.duplicates += 1
-                self.sock.sendto(cached[1], address)
-                continue
-            index = self.index[authenticator]
-            self.decided += 1
-            attributes = bytes((_CLASS, 10)) + self.decided.to_bytes(8, "big")
-            reason = self.requests.reasons[index]
-            if reason is not None:
-                attributes += bytes((_REPLY_MESSAGE, 2 + len(reason))) + reason
-            reply = sign_reply(
-                self.requests.codes[index], identifier, authenticator, attributes, SECRET_KEY
-            )
-            self.replies[key] = (authenticator, reply)
-            if self.delay:
-                time.sleep(self.delay)
-            self.sock.sendto(reply, address)
-
-    def counters(self) -> dict[str, float]:
-        return {"duplicates": float(self.duplicates), "drops": 0.0}
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join()
-        self.sock.close()
+from tests.bench.fake_server import FakeServer, run
 
 
 @pytest.fixture
@@ -100,12 +35,7 @@ def _run(server: FakeServer) -> dict[str, Any]:
     plan = load.Plan(
         window=16, sockets=4, processes=1, seconds=0.6, count=None, warmup=0.1, timeout=1.0
     )
-    pool = load.SocketPool(server.address)
-    try:
-        return load.run_plan(plan, server, None, pool)
-    finally:
-        pool.close()
-        server.close()
+    return run(server, plan)
 
 
 def test_retransmissions_are_answered_from_the_cache_and_counted(
