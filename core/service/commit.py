@@ -267,7 +267,7 @@ def sync_executor(cpus: Collection[int]) -> Executor | None:
         executor.submit(os.sched_setaffinity, 0, chosen).result()
     except OSError as error:
         executor.shutdown(wait=True)
-        raise ValueError(f"store.io_cpus: cannot run on CPUs {sorted(chosen)}: {error}") from None
+        raise _refused(chosen, error) from None
     return executor
 
 
@@ -287,7 +287,12 @@ def journal_syncer(cpus: Collection[int]) -> Syncer | None:
     try:
         return CSyncer(sorted(cpus) if cpus else None)
     except OSError as error:
-        raise ValueError(f"store.io_cpus: cannot run on CPUs {sorted(cpus)}: {error}") from None
+        raise _refused(cpus, error) from None
+
+
+def _refused(cpus: Collection[int], error: OSError) -> ValueError:
+    """The start-up error for CPUs the process may not use, naming the setting."""
+    return ValueError(f"store.io_cpus: cannot run on CPUs {sorted(cpus)}: {error}")
 
 
 def _keys(command: Any) -> set[str]:
