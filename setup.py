@@ -16,48 +16,20 @@ import sys
 
 from setuptools import Extension, setup
 
+PORTABLE = ["core.radius._speedups", "core.service._sessions", "core.store._index"]
+LINUX = [
+    "core.service._datagrams",  # recvmmsg/sendmmsg: the RADIUS ports' batched receiver
+    "core.store._syncer",  # the journal's writes and fsyncs off the interpreter lock
+]
+names = PORTABLE + (LINUX if sys.platform.startswith("linux") else [])
 extensions = [
     Extension(
-        "core.radius._speedups",
-        sources=["core/radius/_speedups.c"],
+        name,
+        sources=[name.replace(".", "/") + ".c"],
         extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
         optional=True,
     )
+    for name in names
 ]
-extensions.append(
-    Extension(
-        "core.service._sessions",
-        sources=["core/service/_sessions.c"],
-        extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
-        optional=True,
-    )
-)
-extensions.append(
-    Extension(
-        "core.store._index",
-        sources=["core/store/_index.c"],
-        extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
-        optional=True,
-    )
-)
-if sys.platform.startswith("linux"):
-    # recvmmsg/sendmmsg: the RADIUS ports' batched receiver (core/service/udp.py)
-    extensions.append(
-        Extension(
-            "core.service._datagrams",
-            sources=["core/service/_datagrams.c"],
-            extra_compile_args=["-O2"],
-            optional=True,
-        )
-    )
-    # the journal's writes and fsyncs in a thread that never takes the interpreter lock
-    extensions.append(
-        Extension(
-            "core.store._syncer",
-            sources=["core/store/_syncer.c"],
-            extra_compile_args=["-O2"],
-            optional=True,
-        )
-    )
 
 setup(ext_modules=extensions)
