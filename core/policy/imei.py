@@ -70,7 +70,7 @@ def lock_identity(text: str) -> int | None:
     if not text.isascii() or not text.isdigit() or len(text) not in (14, 15, 16):
         return None
     head = text[:14]
-    if head == _ZERO_14.decode():
+    if head == "0" * 14:
         return None
     if len(text) == 15 and text[14] != "0" and int(text[14]) != luhn_digit(head):
         return None

@@ -58,16 +58,14 @@ class SetLock:
     if_unlocked: bool = False
 
     def to_json(self) -> bytes:
-        return _dump(
-            {
-                "op": self.OP,
-                "simId": self.sim_id,
-                "identity": self.identity,
-                "imei": self.imei,
-                "allowUnreported": self.allow_unreported,
-                "ifUnlocked": self.if_unlocked,
-            }
-        )
+        # perf: lock on first connect journals one per SIM between decisions; formatted here
+        # it costs a third of what the encoder's walk of a dict does. The bytes are the same
+        # (tests/store/test_commands.py).
+        return (
+            f'{{"op":"setLock","simId":{_string(self.sim_id)},"identity":{int(self.identity)},'
+            f'"imei":{_string(self.imei)},"allowUnreported":{_BOOL[self.allow_unreported]},'
+            f'"ifUnlocked":{_BOOL[self.if_unlocked]}}}'
+        ).encode()
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> SetLock:
@@ -201,6 +199,8 @@ def _dump(fields: dict[str, Any]) -> bytes:
 # perf: json.dumps with any non-default argument builds a new encoder per call; one made once
 # writes the same text 1 µs faster per journal record (of ~3)
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_string: Final[Callable[[str], str]] = json.encoder.encode_basestring  # as _ENCODER quotes
+_BOOL: Final = {False: "false", True: "true"}
 
 
 def _text(fields: Mapping[str, Any], name: str) -> str:

@@ -44,6 +44,23 @@ def test_json_round_trips(command: Command) -> None:
     assert from_json(payload) == command
 
 
+@given(names | st.text(), st.integers(0, 10**14 - 1), st.text(), st.booleans(), st.booleans())
+def test_a_lock_is_journaled_as_the_json_encoder_writes_it(
+    sim_id: str, identity: int, imei: str, allow: bool, if_unlocked: bool
+) -> None:
+    lock = SetLock(sim_id, identity, imei, allow, if_unlocked)
+    fields = {
+        "op": "setLock",
+        "simId": sim_id,
+        "identity": identity,
+        "imei": imei,
+        "allowUnreported": allow,
+        "ifUnlocked": if_unlocked,
+    }
+    encoded = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+    assert lock.to_json() == encoded
+
+
 def test_json_spells_fields_as_the_api_does() -> None:
     lock = SetLock("s1", IDENTITY, IMEI, True)
     assert json.loads(lock.to_json()) == {
