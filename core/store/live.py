@@ -16,7 +16,10 @@ Invariants:
 - SIM indexes are stable: a base SIM keeps its record index, new SIMs follow in creation order,
   group indexes likewise (PutGroup replaces in place or appends). Compaction keeps them all.
 - The cold document of a base SIM lists its virtual subscribers (import and compaction write it
-  so); it is read only when that SIM is first changed.
+  so). A lock or status change does not parse it: the change is kept as a patch of the
+  document's top-level fields and the document is built (parsed, patched) only when something
+  reads it, an API call or compaction's changes(). Only a document that lists virtual
+  subscribers is parsed at the first change, for their IMSIs (Table.document_if_virtual()).
 
 Must not: write files, read the clock; import asyncio, the RADIUS codec, logging or metrics.
 """
@@ -57,6 +60,46 @@ class SimChange(NamedTuple):
     document: dict[str, Any]
 
 
+_REMOVED: Final = object()  # a patch's value for a field the write took out of the document
+
+
+class _Changed:
+    """A SIM in the overlay, changed in place by each write to it.
+
+    perf: lock on first connect writes each SIM once, between decisions. Parsing its document
+    for that, building the dict and a new SimChange were half of the write's cost in the
+    decision thread (bench/writes.py --only hotpath), for a document nobody may ever read
+    before the next compaction. ``document`` is None until then, and ``patch`` holds the
+    top-level fields written since the base document.
+    """
+
+    __slots__ = ("document", "index", "patch", "primary", "sim_id", "subscribers")
+
+    def __init__(
+        self,
+        index: int,
+        sim_id: str,
+        primary: Subscriber,
+        subscribers: tuple[Subscriber, ...],
+        document: dict[str, Any] | None,
+    ) -> None:
+        self.index = index
+        self.sim_id = sim_id
+        self.primary = primary
+        self.subscribers = subscribers
+        self.document = document
+        self.patch: dict[str, Any] = {}
+
+    def set(self, field: str, value: Any) -> None:
+        """Write a top-level field of the document (``_REMOVED``: take it out)."""
+        if self.document is None:
+            self.patch[field] = value
+        elif value is _REMOVED:
+            self.document.pop(field, None)
+        else:
+            self.document[field] = value
+
+
 class LiveTable:
     """The snapshot ``base`` plus an overlay of the writes applied since (seq > base.seq)."""
 
@@ -88,7 +131,7 @@ class LiveTable:
         self.find = base.finder(self._overlay)
         self._group_documents = [base.group_document(n) for n in range(len(base.groups))]
         self._group_index = {group.group_id: n for n, group in enumerate(base.groups)}
-        self._changed: dict[int, SimChange] = {}  # by SIM index
+        self._changed: dict[int, _Changed] = {}  # by SIM index
         self._ids: dict[str, int] = {}  # simId -> index, for the SIMs in _changed
         self._pool: FramedPool | None = None
 
@@ -120,7 +163,7 @@ class LiveTable:
         """
         change = self._changed.get(index)
         if change is not None:
-            return copy.deepcopy(change.document)
+            return copy.deepcopy(self._document(change))
         return self.base.sim_document(index)
 
     def sim_id(self, index: int) -> str:
@@ -130,7 +173,7 @@ class LiveTable:
             IndexError: no such SIM.
         """
         change = self._changed.get(index)
-        return self.base.sim_id(index) if change is None else str(change.document["simId"])
+        return self.base.sim_id(index) if change is None else change.sim_id
 
     def sim_ids(self, offset: int = 0, limit: int | None = None) -> list[str]:
         """Return simIds in index order (the snapshot's, then new ones), from ``offset``."""
@@ -156,7 +199,10 @@ class LiveTable:
 
     def changes(self) -> list[SimChange]:
         """Return every SIM changed or added since the snapshot, in index order."""
-        return [self._changed[index] for index in sorted(self._changed)]
+        return [
+            SimChange(index, change.primary, change.subscribers, self._document(change))
+            for index, change in sorted(self._changed.items())
+        ]
 
     def close(self) -> None:
         """Unmap the base snapshot; the table must not be used afterwards."""
@@ -226,8 +272,7 @@ class LiveTable:
         change = self._change(command.sim_id)
         if change is None or (command.if_unlocked and change.primary.lock):
             return False
-        lock = {"imei": command.imei, "allowUnreported": command.allow_unreported}
-        change.document["imeiLock"] = lock
+        change.set("imeiLock", {"imei": command.imei, "allowUnreported": command.allow_unreported})
         self._update(change, lock=command.identity, allow_unreported=command.allow_unreported)
         return True
 
@@ -235,7 +280,7 @@ class LiveTable:
         change = self._change(command.sim_id)
         if change is None:
             return False
-        change.document.pop("imeiLock", None)
+        change.set("imeiLock", _REMOVED)
         self._update(change, lock=0, allow_unreported=False)
         return True
 
@@ -243,7 +288,7 @@ class LiveTable:
         change = self._change(command.sim_id)
         if change is None:
             return False
-        change.document["status"] = command.status.label
+        change.set("status", command.status.label)
         self._update(change, status=command.status)
         return True
 
@@ -258,7 +303,8 @@ class LiveTable:
         primary, virtual = subscribers(row, index)
         self.sim_count += 1
         self.imsi_count += len(imsis)
-        self._store(SimChange(index, primary, virtual, copy.deepcopy(command.document)))
+        document = copy.deepcopy(command.document)
+        self._store(_Changed(index, row.sim_id, primary, virtual, document))
         if self._pool is not None:
             self._pool.used.update(sub.framed_ip for sub in (primary, *virtual) if sub.framed_ip)
         return True
@@ -283,35 +329,45 @@ class LiveTable:
             raise UnknownSim(sim_id)
         return sim
 
-    def _change(self, sim_id: str) -> SimChange | None:
-        """Return the SIM's SimChange, taking a base SIM into the overlay on its first change."""
+    def _change(self, sim_id: str) -> _Changed | None:
+        """Return the SIM's overlay entry, taking a base SIM into the overlay on its first change
+        (not stored until _update())."""
         index = self.sim_index(sim_id)
         if index is None:
             return None
         change = self._changed.get(index)
         if change is None:
-            document = self.base.sim_document(index)
-            virtual = [int(sub["imsi"]) for sub in document.get("virtualSubscribers", ())]
-            found = [self.base.find(imsi) for imsi in virtual]
-            change = SimChange(
-                index,
-                self.base.sim(index),
-                tuple(sub for sub in found if sub is not None),
-                document,
-            )
+            document = self.base.document_if_virtual(index)  # None: parsed when read
+            listed = () if document is None else document["virtualSubscribers"]
+            found = [self.base.find(int(sub["imsi"])) for sub in listed]
+            virtual = tuple(sub for sub in found if sub is not None)
+            change = _Changed(index, sim_id, self.base.sim(index), virtual, document)
         return change
 
-    def _update(self, change: SimChange, **fields: Any) -> None:
+    def _document(self, change: _Changed) -> dict[str, Any]:
+        """The SIM's whole document: the base one parsed and patched on the first read."""
+        if change.document is None:
+            document = self.base.sim_document(change.index)
+            for field, value in change.patch.items():
+                if value is _REMOVED:
+                    document.pop(field, None)
+                else:
+                    document[field] = value
+            change.document, change.patch = document, {}
+        return change.document
+
+    def _update(self, change: _Changed, **fields: Any) -> None:
         """Store the SIM with ``fields`` replaced in every Subscriber of it."""
         primary = change.primary._replace(**fields)
         if primary.virtual:  # a standalone virtual SIM: its IMSI's "terminated" is the SIM's
             primary = primary._replace(terminated=primary.status == Status.TERMINATED)
-        virtual = tuple(sub._replace(**fields) for sub in change.subscribers)
-        self._store(change._replace(primary=primary, subscribers=virtual))
+        change.primary = primary
+        change.subscribers = tuple(sub._replace(**fields) for sub in change.subscribers)
+        self._store(change)
 
-    def _store(self, change: SimChange) -> None:
-        self._changed[change.sim_index] = change
-        self._ids[str(change.document["simId"])] = change.sim_index
+    def _store(self, change: _Changed) -> None:
+        self._changed[change.index] = change
+        self._ids[change.sim_id] = change.index
         self._overlay[change.primary.imsi] = change.primary
         for sub in change.subscribers:
             self._overlay[sub.imsi] = sub

@@ -210,6 +210,25 @@ class Table:
         found = self._head_sim_id(index)
         return str(self._document(index)["simId"]) if found is None else found
 
+    def document_if_virtual(self, index: int) -> dict[str, Any] | None:
+        """Return the SIM's document if it lists virtual subscribers, else None, unparsed.
+
+        perf: a write to a SIM needs its virtual subscribers (they carry its lock and status),
+        and most SIMs have none. The documents simgate writes (core.provision.rows, compaction)
+        spell the key as it is, never escaped, so a document whose bytes lack it lists none:
+        only the others are parsed.
+
+        Raises:
+            IndexError: no such record.
+            SnapshotError: the cold section is corrupt (see verify_cold()).
+        """
+        self._check_cold(index)
+        start, length = self._cold_span(index)
+        if self._buffer.find(_VIRTUAL_KEY, start, start + length) < 0:
+            return None
+        document = self._document(index)
+        return document if document.get("virtualSubscribers") else None
+
     def finder(self, overlay: dict[int, Subscriber]) -> Finder:
         """Return find() with ``overlay`` (IMSI -> Subscriber) consulted first.
 
@@ -283,13 +302,16 @@ class Table:
 
     def _cold_span(self, index: int) -> tuple[int, int]:
         """(offset in the map, length) of the SIM's cold document."""
-        *_, length, offset = RECORD.unpack_from(
-            self._buffer, self._records_at + index * RECORD.size
+        length, offset = _COLD_SPAN.unpack_from(
+            self._buffer, self._records_at + index * RECORD.size + _COLD_SPAN_AT
         )
         return self._cold_at + offset, length
 
 
 _PRIMARY: Final = struct.Struct("<Q")
+_COLD_SPAN: Final = struct.Struct("<IQ")  # a record's last two fields: cold length and offset
+_COLD_SPAN_AT: Final = RECORD.size - _COLD_SPAN.size
+_VIRTUAL_KEY: Final = b'"virtualSubscribers":'
 _SIM_ID_FIRST: Final = b'{"simId":"'  # how the documents simgate writes begin
 _AT_START: Final = len(_SIM_ID_FIRST)
 _SIM_ID_HEAD: Final = _AT_START + 256  # bytes read by _head_sim_id(); a longer simId is parsed

@@ -87,6 +87,31 @@ def test_unset_lock(live: Live) -> None:
     assert _write(table, UnsetLock("3")), "unlocking an unlocked SIM is allowed"
 
 
+def test_writes_to_a_sim_read_back_in_order_before_and_after_its_document_is_read(
+    live: Live,
+) -> None:
+    table = live()
+    original = table.sim_document("3")
+    assert original is not None and "imeiLock" in original
+    assert _write(table, UnsetLock("3"))
+    assert _write(table, SetStatus("3", Status.SUSPENDED))
+    assert _write(table, parse_lock("3", OTHER_IMEI))
+    expected = {
+        **original,
+        "status": "suspended",
+        "imeiLock": {"imei": OTHER_IMEI, "allowUnreported": False},
+    }
+    assert table.sim_document("3") == expected  # the first read builds the document
+    assert _write(table, UnsetLock("3"))  # and later writes change what was built
+    del expected["imeiLock"]
+    assert table.sim_document("3") == expected
+    assert table.sim_id(2) == "3" and table.sim_ids(2, 1) == ["3"]
+    (change,) = table.changes()
+    assert (change.sim_index, change.document) == (2, expected)
+    sub = table.find(440100000000003)
+    assert sub is not None and (sub.lock, sub.status) == (0, Status.SUSPENDED)
+
+
 def test_set_status(live: Live) -> None:
     table = live()
     assert _write(table, SetStatus("12", Status.SUSPENDED))
