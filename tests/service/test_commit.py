@@ -186,6 +186,31 @@ async def test_a_failed_c_sync_fails_its_writes_and_the_journal(
     commit.close()
 
 
+async def test_a_flush_cancelled_during_a_c_job_leaves_the_job_to_end(
+    opened: tuple[LiveTable, JournalWriter, Path], c_syncer: Any
+) -> None:
+    live, journal, data = opened
+    commit = CommitLoop(journal, lambda: live, syncer=c_syncer)
+    commit.submit(SetStatus("1", Status.SUSPENDED))
+    flushing = asyncio.create_task(commit.flush())
+    while commit._job is None:  # noqa: ASYNC110 - no event says the job was handed over
+        await asyncio.sleep(0)  # (to the C thread; only this loop can collect it)
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    for _ in range(500):  # the loop collects the job from the eventfd
+        if journal.durable_seq == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert journal.durable_seq == 2 and commit._job is None
+    later = commit.submit(SetStatus("2", Status.SUSPENDED))  # the journal's lock was released
+    await asyncio.wait_for(commit.flush(), 5.0)
+    assert await later == 3
+    records, _ = read_journal(data, 1, repair=False)
+    assert [seq for seq, _ in records] == [2, 3]
+    commit.close()
+
+
 async def test_a_busy_journal_lock_sends_the_sync_to_the_thread_path(
     opened: tuple[LiveTable, JournalWriter, Path], c_syncer: Any
 ) -> None:
