@@ -8,15 +8,19 @@ CPU 1 each send ``POST /v1/sims/{simId}/set_imei_lock`` with a fresh IMEI, one r
 is back: by then it is in the journal and fsynced. Prints writes/s and p50/p99 latency, and the
 server's CPU time per write.
 
-**hotpath**: in this process, pinned to CPU 0: ``Pipeline.handle`` on pre-built Access-Requests
-(as bench/micro.py) against a ``LiveTable`` opened with ``open_live()``, in four modes:
+**hotpath**: in this process, pinned to CPU 0, in one event loop (uvloop, as the server runs):
+``Pipeline.handle`` on pre-built Access-Requests (as bench/micro.py), 64 per turn of the loop as
+the server's datagram pump takes them, against a ``LiveTable`` opened with ``open_live()``, in
+four modes:
 
     read-only                   no writes
-    writes                      every ~1 ms a SetLock is checked, journaled and applied
-                                (LiveTable.check/apply, in the decision thread, between
-                                packets); the C syncer's thread (``--syncer``) on CPU 1 makes
-                                the journal durable, syncs at least ``--sync-interval`` apart,
-                                as the commit loop does with ``store.io_cpus = [1]``
+    writes                      every ~1 ms a SetLock goes to the server's own commit loop
+                                (core.service.commit.CommitLoop) from between two turns, as
+                                lock on first connect sends it: checked and journaled when its
+                                batch forms, made durable by the C syncer's thread
+                                (``--syncer``) on CPU 1, syncs at least ``--sync-interval``
+                                apart, then applied, all in this event loop, as with
+                                ``store.io_cpus = [1]``
     writes+compaction           as "writes", with ``python -m core.store.recovery compact``
                                 running back to back in a child process on CPU 1 (io_cpus too)
     writes+compaction-same-cpu  the same with the journal thread and the child on CPU 0,
@@ -30,7 +34,9 @@ read-only in ``--slices`` pairs of ``--slice`` s slices, in the order A B B A A 
 machine's drift over seconds (up to 15% between two 4 s read-only runs here) falls on both
 sides alike. The compaction child is stopped (SIGSTOP) during the read-only slices and continued
 in the others. The ratio reported is the mode's decisions/s over its slices / read-only's over
-theirs (target: >= 0.90); the median and range of the pairs' ratios are printed beside it. The
+theirs (target: >= 0.90); the median and range of the pairs' ratios are printed beside it, and
+the same ratio per CPU second of the decisions' thread (what the host's other tenants did to the
+speed of a CPU second is in both; time the thread waited or its vCPU was taken is not). The
 garbage collector runs as in the server (core.service.udp.Collections: young generations every
 128 requests; micro.py turns it off).
 
@@ -53,7 +59,6 @@ import gc
 import json
 import os
 import resource
-import select
 import shutil
 import signal
 import statistics
@@ -63,7 +68,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Final
 
@@ -73,7 +78,7 @@ from bench.micro import check, environment, make_pipeline
 from bench.scenarios import CACHE, LOCK_BASE, SECRET, SIZES, build_packets, data_dir
 from core.config import Store, from_mapping
 from core.radius import dictionary
-from core.service.commit import journal_syncer
+from core.service.commit import CommitLoop, journal_syncer, sync_executor
 from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
 from core.service.udp import Collections
@@ -81,7 +86,11 @@ from core.store.commands import SetLock
 from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.recovery import open_live, prune_snapshots
-from core.store.sync_job import SyncJob
+
+try:
+    import uvloop  # the server's event loop on Linux (core.cli)
+except ImportError:  # elsewhere: the stock loop
+    uvloop = None
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 RESULTS: Final = Path(__file__).resolve().parent / "results"
@@ -444,18 +453,15 @@ async def one_client(
 # -- hotpath: decisions beside writes and compaction -----------------------------------------
 
 
-class Journaling:
-    """Writes as the server makes them: check, append, apply; made durable off the decision
-    thread as the commit loop does (core.service.commit).
+class Writes:
+    """SetLocks submitted to the server's own commit loop (core.service.commit.CommitLoop) from
+    between the decisions, as lock on first connect submits them: each is checked and journaled
+    when its batch forms, made durable by the C syncer's thread (``use_c``; the loop watches its
+    eventfd) or by a worker thread, applied, and its future resolved, all in this event loop.
 
-    ``use_c``: by the C syncer's thread (core/store/_syncer.c), which never takes the
-    interpreter lock; a sync the journal must do itself (the move to a new zeroed segment) goes
-    to a worker thread, as in the commit loop. Otherwise every sync goes to the worker thread,
-    as the commit loop's sync executor does without the extension. As in the commit loop, a
-    sync starts when none is in flight, and writes that come while one runs share the next.
-    The server's event loop learns that a C job ended from its eventfd; here the next write
-    collects it (one read of the eventfd, as the loop's). The syncing threads are pinned to
-    ``cpu`` (what ``store.io_cpus`` does) and live between start() and stop().
+    The syncing threads are pinned to ``cpu`` (what ``store.io_cpus`` does) and live between
+    start() and stop(). Only the HTTP layer of an API write is left out: its cost per write is
+    what the api benchmark measures.
     """
 
     def __init__(
@@ -467,97 +473,60 @@ class Journaling:
         use_c: bool = True,
         interval: float = Store().sync_interval,
     ):
-        self.cpu = SERVER_CPU  # the sync thread's CPU (set before start(), as store.io_cpus)
         self.live = live
         self.journal = journal
         self.commands = commands
         self.use_c = use_c
         self.interval = interval  # store.sync_interval: the least time between two syncs' starts
-        self.applied = 0
-        self.syncs = 0  # that made records durable
-        self._executor: ThreadPoolExecutor | None = None
-        self._syncer: Any = None
-        self._job: SyncJob | None = None
-        self._lock = threading.Lock()
-        self._in_flight = False
-        self._last_sync = 0.0
+        self.acked = 0  # durable and applied: the future resolved
+        self.syncs = 0  # batches made durable
+        self.kind = ""
+        self.failure: BaseException | None = None
+        self._commit: CommitLoop | None = None
+        self._executor: Executor | None = None
+        self._task: asyncio.Task[None] | None = None
 
-    @property
-    def kind(self) -> str:
-        return "C syncer thread" if self._syncer is not None else "Python thread"
+    def start(self, cpu: int) -> None:
+        cpus = {cpu} & CPUS or CPUS
+        self._executor = sync_executor(cpus)
+        syncer = journal_syncer(cpus) if self.use_c else None
+        self.kind = "C syncer thread" if syncer is not None else "Python thread"
+        self._commit = CommitLoop(
+            self.journal,
+            lambda: self.live,
+            executor=self._executor,
+            syncer=syncer,
+            interval=self.interval,
+        )
+        self._task = asyncio.create_task(self._commit.run())
 
     def write(self) -> None:
-        command = self.live.check(next(self.commands))
-        seq = self.journal.append(command.to_json())
-        self.live.apply(seq, command)
-        self.applied += 1
-        if self._executor is None or (self._syncer is not None and self._c_sync()):
+        assert self._commit is not None
+        self._commit.submit(next(self.commands)).add_done_callback(self._done)
+
+    async def stop(self) -> None:
+        """Make every submitted write durable and applied, then stop the threads."""
+        if self._commit is None:
             return
-        with self._lock:
-            if self._in_flight or time.perf_counter() - self._last_sync < self.interval:
-                return
-            self._in_flight = True
-            self._last_sync = time.perf_counter()
-        self._executor.submit(self._sync)
-
-    def start(self) -> None:
-        cpus = {self.cpu} & CPUS or CPUS
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, initializer=os.sched_setaffinity, initargs=(0, cpus)
-        )
-        self._syncer = journal_syncer(cpus) if self.use_c else None
-
-    def stop(self) -> None:
-        if self._syncer is not None:
-            if self._job is not None:
-                select.select([self._syncer.fileno()], [], [], 10.0)
-                self._collect()
-            self._syncer.close()
-            self._syncer = None
+        await self._commit.flush()
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self.syncs += self._commit.commits
+        self._commit.close()
+        self._commit = None
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        self._in_flight = False
-        self.journal.sync()
+        if self.failure is not None:
+            raise SystemExit(f"a write failed: {self.failure!r}")
 
-    def _c_sync(self) -> bool:
-        """Collect the C job that ended, start the next; False: the worker thread must sync."""
-        if self._job is not None and not self._collect():
-            return True  # still running: these records go with the next job
-        with self._lock:
-            if self._in_flight:
-                return True  # the worker thread is syncing
-        now = time.perf_counter()
-        if now - self._last_sync < self.interval:
-            return True  # these records go with the next sync
-        job = self.journal.begin_sync()
-        if job is None:
-            return False
-        self._syncer.submit(job.handle, job.data, job.offset, job.fsync)
-        self._job = job
-        self._last_sync = now
-        return True
-
-    def _collect(self) -> bool:
-        assert self._job is not None
-        try:
-            if not self._syncer.complete():
-                return False
-        except OSError as error:
-            self.journal.end_sync(self._job, error)  # raises it
-        self.journal.end_sync(self._job, None)
-        self._job = None
-        self.syncs += 1
-        return True
-
-    def _sync(self) -> None:
-        before = self.journal.durable_seq
-        try:
-            if self.journal.sync() != before:
-                self.syncs += 1
-        finally:
-            with self._lock:  # what was appended meanwhile goes with the next write's sync
-                self._in_flight = False
+    def _done(self, future: asyncio.Future[int]) -> None:
+        error = future.exception()
+        if error is not None:
+            self.failure = error
+        else:
+            self.acked += 1
 
 
 class Compactions:
@@ -674,47 +643,52 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
         build_packets(SIZES[args.size], args.packets, handles)
     )
     check(pipeline, packets)
-    journaling = Journaling(
+    writes = Writes(
         live,
         journal,
         same_locks(SIZES[args.size]),
         use_c=args.syncer == "c",
         interval=args.sync_interval,
     )
-    journaling.write()  # one durable record: a compaction has something to do
-    journaling.stop()
     work = [(packet, ("127.0.0.1", 40000 + n % 20000)) for n, (packet, _) in enumerate(packets)]
     summary: dict[str, Any] = {
         "sliceSeconds": args.slice,
         "slicePairs": args.slices,
         "writeInterval": args.interval,
+        "eventLoop": "uvloop" if uvloop is not None else "asyncio",
     }
-    journaling.start()
-    summary["syncedBy"] = journaling.kind  # "C syncer thread" unless not built or --syncer thread
-    summary["syncInterval"] = args.sync_interval
-    journaling.stop()
-    print(
-        f"  journal syncs by a {summary['syncedBy']}, "
-        f"at least {args.sync_interval * 1e3:g} ms apart"
-    )
-    gc.collect()
-    gc.freeze()
-    try:
+
+    async def modes() -> None:
+        writes.start(CLIENT_CPU)
+        writes.write()  # one durable record: a compaction has something to do
+        await writes.stop()
+        summary["syncedBy"] = writes.kind  # "C syncer thread" unless not built or --syncer thread
+        summary["syncInterval"] = args.sync_interval
+        print(
+            f"  journal syncs by a {writes.kind}, at least {args.sync_interval * 1e3:g} ms "
+            f"apart; decisions and the commit loop in one {summary['eventLoop']} event loop"
+        )
+        gc.collect()
+        gc.freeze()
         for mode in MODES[1:]:
-            summary[mode] = point = hotpath_mode(mode, pipeline, work, journaling, directory, args)
+            summary[mode] = point = await hotpath_mode(
+                mode, pipeline, work, writes, directory, args
+            )
             print(
                 f"  hotpath {mode:27} {point['decisionsPerSecond']:9,} decisions/s against "
                 f"{point['readOnlyDecisionsPerSecond']:9,} read-only: ratio {point['ratio']:.3f} "
                 f"(pairs: median {point['medianPairRatio']:.3f}, "
-                f"{min(point['pairRatios']):.3f}-{max(point['pairRatios']):.3f}); "
+                f"{min(point['pairRatios']):.3f}-{max(point['pairRatios']):.3f}; per CPU second "
+                f"of the decisions' thread {point['cpuRatio']:.3f}, pairs "
+                f"{min(point['cpuPairRatios']):.3f}-{max(point['cpuPairRatios']):.3f}); "
                 f"{point['writes']} writes, {point['syncs']} syncs, {point['compactions']} "
                 f"compactions; journal thread {point['helperCpuPercent']:.1f}% of a CPU, stolen "
                 f"{point['stolenPercent']:.1f}% (others {point['otherCpuPercent']:.0f}%)"
                 + (" DISTURBED" if disturbed(point) else ""),
                 flush=True,
             )
-    finally:
-        journaling.stop()
+
+    (asyncio.run if uvloop is None else uvloop.run)(modes())
     check(pipeline, packets)  # the writes changed no verdict
     journal.close()
     live.close()
@@ -729,11 +703,11 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
     return summary
 
 
-def hotpath_mode(
+async def hotpath_mode(
     mode: str,
     pipeline: Pipeline,
     work: list[tuple[bytes, tuple[str, int]]],
-    journaling: Journaling,
+    writes: Writes,
     directory: Path,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
@@ -741,9 +715,9 @@ def hotpath_mode(
 
     One long run per mode against one long read-only run left the ratio at the mercy of the
     machine's drift: back-to-back 4 s read-only runs differed by up to 15%. Slices of half a
-    second, in the order A B B A A B ..., put both sides under the same drift. The journal
-    thread runs throughout (idle in read-only slices: nothing to sync); the compaction child is
-    stopped (SIGSTOP) during read-only slices and continued in the mode's.
+    second, in the order A B B A A B ..., put both sides under the same drift. The commit loop
+    and its syncing thread run throughout (idle in read-only slices: nothing to sync); the
+    compaction child is stopped (SIGSTOP) during read-only slices and continued in the mode's.
 
     ``stolenPercent`` is CPU 0 time that went to other people's work: the decision thread's
     run-queue wait, less what this process's own threads and, in the same-CPU mode, the
@@ -755,17 +729,18 @@ def hotpath_mode(
     if mode.startswith("writes+compaction"):
         compactions = Compactions(
             directory,
-            journaling.journal,
+            writes.journal,
             SERVER_CPU if same_cpu else CLIENT_CPU,
             args.compaction_rate_mb,
         )
-        time.sleep(0.3)  # the child is past its imports and copying
-    journaling.cpu = SERVER_CPU if same_cpu else CLIENT_CPU  # as store.io_cpus = [1], or none
-    journaling.start()
-    writes_before, syncs_before = journaling.applied, journaling.syncs
+        await asyncio.sleep(0.3)  # the child is past its imports and copying
+    writes.start(SERVER_CPU if same_cpu else CLIENT_CPU)  # as store.io_cpus = [1], or none
+    writes_before, syncs_before = writes.acked, writes.syncs
     calls = {"read-only": 0, mode: 0}
     seconds = {"read-only": 0.0, mode: 0.0}
+    cpu = {"read-only": 0.0, mode: 0.0}  # the decision thread's own CPU time
     pairs: list[float] = []
+    cpu_pairs: list[float] = []
     others = OtherCpu({os.getpid()})
     main = threading.get_native_id()
     waited, helpers, children = thread_wait(main), helper_cpu(main), children_cpu()
@@ -773,25 +748,30 @@ def hotpath_mode(
     try:
         for number in range(args.slices):
             order = ("read-only", mode) if number % 2 == 0 else (mode, "read-only")
-            rates = {}
+            rates, cpu_rates = {}, {}
             for side in order:
                 writing = side != "read-only"
                 if compactions is not None:
                     (compactions.resume if writing else compactions.pause)()
-                done, spent = decide(
-                    pipeline, work, args.slice, journaling.write if writing else None, args.interval
+                used = time.thread_time()
+                done, spent = await decide(
+                    pipeline, work, args.slice, writes.write if writing else None, args.interval
                 )
+                used = time.thread_time() - used
                 calls[side] += done
                 seconds[side] += spent
+                cpu[side] += used
                 rates[side] = done / spent
+                cpu_rates[side] = done / used
             pairs.append(rates[mode] / rates["read-only"])
+            cpu_pairs.append(cpu_rates[mode] / cpu_rates["read-only"])
     finally:
         elapsed = time.perf_counter() - begin
         waited, helpers = thread_wait(main) - waited, helper_cpu(main) - helpers
         other_percent = others.percent()
         if compactions is not None:
             compactions.stop()
-        journaling.stop()
+        await writes.stop()
         children = children_cpu() - children if same_cpu else 0.0
     stolen = max(0.0, waited - helpers - children)
     rate = calls[mode] / seconds[mode]
@@ -802,8 +782,10 @@ def hotpath_mode(
         "ratio": round(rate / read_only, 3),
         "medianPairRatio": round(statistics.median(pairs), 3),
         "pairRatios": [round(ratio, 3) for ratio in pairs],
-        "writes": journaling.applied - writes_before,
-        "syncs": journaling.syncs - syncs_before,
+        "cpuRatio": round((calls[mode] / cpu[mode]) / (calls["read-only"] / cpu["read-only"]), 3),
+        "cpuPairRatios": [round(ratio, 3) for ratio in cpu_pairs],
+        "writes": writes.acked - writes_before,
+        "syncs": writes.syncs - syncs_before,
         "compactions": 0 if compactions is None else compactions.done,
         "otherCpuPercent": other_percent,
         "stolenPercent": round(100 * stolen / elapsed, 1),
@@ -839,45 +821,59 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def decide(
+async def decide(
     pipeline: Pipeline,
     work: list[tuple[bytes, tuple[str, int]]],
     seconds: float,
     write: Callable[[], None] | None,
     interval: float,
-    chunk: int = 32,
+    batch: int = 64,
 ) -> tuple[int, float]:
     """Feed the packets round after round for ``seconds``; every ``interval`` s, ``write()``.
     Returns (requests decided, seconds taken).
 
-    The clock is read every ``chunk`` packets in every mode, so read-only pays for it too.
+    Each ``batch`` of packets is one turn of the event loop, as the server's datagram pump
+    takes a batch of 64 per readable callback (core.service.udp.BatchedPort); the commit loop's
+    callbacks run between them. The clock is read every batch in every mode, so read-only pays
+    for it too.
     """
-    pipeline.cache.expire(float("inf"))  # no reply cached by an earlier run: no duplicates
+    pipeline.cache.expire(float("inf"))  # no reply cache by an earlier run: no duplicates
     handle = pipeline.handle
     collections = Collections()  # as the server collects: young generations between batches
     collections.start()
-    chunks = [work[at : at + chunk] for at in range(0, len(work), chunk)]
+    batches = [work[at : at + batch] for at in range(0, len(work), batch)]
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[tuple[int, float]] = loop.create_future()
     clock = time.perf_counter
-    calls = 0
-    now = 0.0
     start = clock()
     deadline = start + seconds
-    due = start + interval
-    while True:
-        now += 100.0  # past the reply cache's TTL: every request is new, never a duplicate
-        for part in chunks:
-            for packet, address in part:
-                handle(packet, address, now)
-            calls += len(part)
-            collections.datagrams(len(part))
-            at = clock()
-            if at >= due:
-                if write is not None:
-                    write()
-                due += interval
-                if at >= deadline:
-                    return calls, clock() - start
-        pipeline.cache.expire(now + 1000.0)
+    state = {"calls": 0, "now": 100.0, "next": 0, "due": start + interval}
+
+    def turn() -> None:
+        number = state["next"]
+        if number == len(batches):
+            pipeline.cache.expire(state["now"] + 1000.0)
+            state["now"] += 100.0  # past the reply cache's TTL: every request is new
+            number = 0
+        state["next"] = number + 1
+        part = batches[number]
+        now = state["now"]
+        for packet, address in part:
+            handle(packet, address, now)
+        state["calls"] += len(part)
+        collections.datagrams(len(part))
+        at = clock()
+        if at >= state["due"]:
+            if write is not None:
+                write()
+            state["due"] += interval
+            if at >= deadline:
+                finished.set_result((int(state["calls"]), clock() - start))
+                return
+        loop.call_soon(turn)
+
+    loop.call_soon(turn)
+    return await finished
 
 
 if __name__ == "__main__":
