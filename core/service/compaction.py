@@ -39,6 +39,10 @@ log = structlog.get_logger("simgate.compaction")
 COMPACTION_NICENESS = 19
 
 
+#: journal records applied to the fresh table between two turns of the loop (~1 ms of them)
+_CATCH_UP_CHUNK = 32
+
+
 class CompactionError(Exception):
     """The child process could not write the snapshot; the message is what it said."""
 
@@ -112,17 +116,23 @@ class Compactor:
                 path = self._live().base.path
                 return upto, path if path is not None else self.data_dir
             path = await self._run_child(upto)
-            table = await asyncio.to_thread(Table.open, path)
-            async with self._commit.lock:
-                records, _ = await asyncio.to_thread(
-                    read_journal, self.data_dir, upto, repair=False
-                )
-                fresh = LiveTable(table)
-                for seq, payload in records:
-                    fresh.apply(seq, from_json(payload))
-                old = self._live()
-                self._swap(fresh)
-                self._first_unsnapshotted = None if fresh.seq == upto else time.monotonic()
+            fresh = LiveTable(await asyncio.to_thread(Table.open, path))
+            try:
+                # The writes made while the child ran: most of them before taking the lock,
+                # which stops the commit loop; then, under it, the few synced meanwhile.
+                await self._catch_up(fresh)
+                async with self._commit.lock:
+                    await self._catch_up(fresh)
+                    old = self._live()
+                    if fresh.seq != old.seq:  # a record read early was never made durable
+                        raise CompactionError(
+                            f"the journal ends at {fresh.seq}, the table at {old.seq}"
+                        )
+                    self._swap(fresh)
+            except BaseException:
+                fresh.close()
+                raise
+            self._first_unsnapshotted = None if fresh.seq == upto else time.monotonic()
             old.close()
             trim_upto = await asyncio.to_thread(prune_snapshots, self.data_dir, 2)
             await asyncio.to_thread(self._journal.trim, trim_upto)
@@ -133,9 +143,27 @@ class Compactor:
                 seq=upto,
                 snapshot=str(path),
                 seconds=round(self.last_seconds, 3),
-                replayed=len(records),
+                replayed=fresh.seq - upto,
             )
             return upto, path
+
+    async def _catch_up(self, fresh: LiveTable) -> None:
+        """Apply the journal's records after ``fresh.seq`` to ``fresh``, a chunk at a time.
+
+        perf: in one go, under the commit lock, this stopped the decisions for as long as the
+        records since the child began took to apply: ~25 µs each, so 0.65 s for a 10M-SIM
+        compaction (26 s at 100 MB/s) at 1,000 writes/s. ``fresh`` is seen by nobody until
+        the swap, so the loop's other work may run between chunks.
+
+        Without the commit lock the journal may end in a record being written (a torn tail:
+        read_journal stops before it) or written but not yet durable: the caller compares
+        sequences under the lock before it swaps.
+        """
+        records, _ = await asyncio.to_thread(read_journal, self.data_dir, fresh.seq, repair=False)
+        for number, (seq, payload) in enumerate(records, 1):
+            fresh.apply(seq, from_json(payload))
+            if number % _CATCH_UP_CHUNK == 0:
+                await asyncio.sleep(0)
 
     async def _run_child(self, upto: int) -> Path:
         # subprocess, not the event loop's subprocess support: uvloop spawns with fork(), which

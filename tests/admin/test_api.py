@@ -915,6 +915,46 @@ async def test_compaction_without_writes_keeps_the_snapshot(api: httpx.AsyncClie
     assert (await api.get("/v1/snapshot")).content.startswith(MAGIC)
 
 
+async def test_writes_made_while_the_fresh_snapshot_catches_up_are_all_kept(
+    servers: Servers, server: Server, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal's records since the child began are applied to the new table in chunks,
+    the loop's other work between them; writes made meanwhile are taken under the lock."""
+    from core.service import compaction
+
+    monkeypatch.setattr(compaction, "_CATCH_UP_CHUNK", 1)  # a turn of the loop per record
+    assert server.writes is not None
+    compactor = server.writes.compactor
+    child = compactor._run_child
+    during: list[Any] = []
+
+    def create(n: int) -> Any:
+        return api.post("/v1/sims", json={"simId": f"late-{n}", "imsi": f"4401000000003{n:02d}"})
+
+    async def run_child(upto: int) -> Any:
+        path = await child(upto)
+        for n in range(10):  # durable and applied before the catch-up starts
+            assert (await create(n)).status_code == 201
+        during.extend(asyncio.ensure_future(create(n)) for n in range(10, 30))
+        return path
+
+    monkeypatch.setattr(compactor, "_run_child", run_child)
+    assert (
+        await api.post("/v1/sims", json={"simId": "early", "imsi": "440100000000399"})
+    ).is_success
+    compacted = await api.post("/v1/snapshot/compact")
+    assert compacted.status_code == 200, compacted.text
+    assert [answer.status_code for answer in await asyncio.gather(*during)] == [201] * 20
+    assert server.writes.live.base.seq == compacted.json()["seq"]
+    assert (await api.get("/v1/sims")).json()["total"] == 13 + 31
+    for n in (0, 9, 10, 29):
+        assert await admit(server, f"4401000000003{n:02d}") == ("accept", None)
+    restarted = await servers.restart(server)
+    async with client(restarted) as fresh:
+        assert (await fresh.get("/v1/sims")).json()["total"] == 13 + 31
+    assert await admit(restarted, "440100000000329") == ("accept", None)
+
+
 async def test_writes_during_a_compaction_are_all_kept(
     servers: Servers, server: Server, api: httpx.AsyncClient
 ) -> None:
