@@ -70,7 +70,7 @@ class Store:
     # meanwhile share the next one (a lone write waits for nothing). 0: the next sync starts
     # as soon as the last one ends. Each batch costs the decisions ~250 µs of their thread
     # (its own work and the caches it leaves cold); at 1,000 writes/s, 2 ms left them 0.82-0.84
-    # of the read-only rate, 10 ms 0.92-0.94 (bench/writes.py --only hotpath). The price: a
+    # of the read-only rate, 10 ms 0.91-0.95 (bench/writes.py --only hotpath). The price: a
     # write among others waits up to this long, one connection writing one at a time gets
     # ~100/s, and 32 clients 2,400/s, not 3,100.
     sync_interval: float = 0.010
