@@ -316,4 +316,4 @@ def _keys(command: Any) -> set[str]:
             ]
             return {f"sim:{document['simId']}", *(f"imsi:{imsi}" for imsi in imsis)}
         return {f"group:{document.get('groupId')}"}
-    return {f"sim:{getattr(command, 'sim_id', '')}"}
+    return {f"sim:{sim_id or ''}"}

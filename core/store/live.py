@@ -67,10 +67,9 @@ class _Changed:
     """A SIM in the overlay, changed in place by each write to it.
 
     perf: lock on first connect writes each SIM once, between decisions. Parsing its document
-    for that, building the dict and a new SimChange were half of the write's cost in the
-    decision thread (bench/writes.py --only hotpath), for a document nobody may ever read
-    before the next compaction. ``document`` is None until then, and ``patch`` holds the
-    top-level fields written since the base document.
+    and building a new SimChange were half of such a write's cost (bench/writes.py), for a
+    document nobody may read before the next compaction. ``document`` is None until read;
+    ``patch`` holds the top-level fields written since the base document.
     """
 
     __slots__ = ("document", "index", "patch", "primary", "sim_id", "subscribers")
@@ -330,8 +329,7 @@ class LiveTable:
         return sim
 
     def _change(self, sim_id: str) -> _Changed | None:
-        """Return the SIM's overlay entry, taking a base SIM into the overlay on its first change
-        (not stored until _update())."""
+        """Return the SIM's overlay entry; a base SIM's first one is stored by _update()."""
         index = self.sim_index(sim_id)
         if index is None:
             return None
@@ -347,13 +345,10 @@ class LiveTable:
     def _document(self, change: _Changed) -> dict[str, Any]:
         """The SIM's whole document: the base one parsed and patched on the first read."""
         if change.document is None:
-            document = self.base.sim_document(change.index)
-            for field, value in change.patch.items():
-                if value is _REMOVED:
-                    document.pop(field, None)
-                else:
-                    document[field] = value
-            change.document, change.patch = document, {}
+            patch, change.patch = change.patch, {}
+            change.document = self.base.sim_document(change.index)
+            for field, value in patch.items():
+                change.set(field, value)
         return change.document
 
     def _update(self, change: _Changed, **fields: Any) -> None:
