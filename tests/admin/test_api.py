@@ -955,6 +955,30 @@ async def test_writes_made_while_the_fresh_snapshot_catches_up_are_all_kept(
     assert await admit(restarted, "440100000000329") == ("accept", None)
 
 
+async def test_a_failed_compaction_answers_500_with_the_reason_and_changes_nothing(
+    server: Server, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.service.compaction import CompactionError
+
+    assert server.writes is not None
+    compactor = server.writes.compactor
+    child = compactor._run_child
+
+    async def failing(upto: int) -> Any:
+        raise CompactionError("compact: no space left on device")
+
+    assert (await api.post("/v1/sims/3/unset_imei_lock")).is_success
+    before = server.writes.live.base.seq
+    monkeypatch.setattr(compactor, "_run_child", failing)
+    answer = await api.post("/v1/snapshot/compact")
+    assert answer.status_code == 500
+    assert "no space left on device" in answer.json()["error"]["message"], answer.text
+    assert server.writes.live.base.seq == before
+    assert (await sim(api, "3"))["imeiLock"] is None  # the write is still served
+    monkeypatch.setattr(compactor, "_run_child", child)
+    assert (await api.post("/v1/snapshot/compact")).status_code == 200
+
+
 async def test_writes_during_a_compaction_are_all_kept(
     servers: Servers, server: Server, api: httpx.AsyncClient
 ) -> None:
