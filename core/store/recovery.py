@@ -22,6 +22,7 @@ except in main(), the process entry point (compact() takes the time as a paramet
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -167,6 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--nice", type=int, default=0, help="lower this process's priority by this much first"
     )
     run.add_argument(
+        "--idle",
+        action="store_true",
+        help="run only when the CPU has nothing else to run (Linux's SCHED_IDLE; elsewhere "
+        "--nice alone)",
+    )
+    run.add_argument(
         "--rate-mb", type=float, default=0.0, help="write at most this many MB/s (0: no limit)"
     )
     run.add_argument(
@@ -175,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nice:
         os.nice(args.nice)
+    if args.idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):  # a sandbox that forbids it leaves --nice alone
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     if args.cpus:
         try:
             os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})

@@ -482,6 +482,26 @@ def test_the_compact_entry_point_takes_a_rate(data_dir: Path) -> None:
     assert Path(done.stdout.strip()) == snapshot_path(data_dir, 2)
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's SCHED_IDLE")
+def test_the_compact_entry_point_runs_idle_when_asked(data_dir: Path) -> None:
+    _journal(data_dir, [UnsetLock("2")])
+    # the entry point, then the policy it left its process in
+    script = (
+        "import os, sys\n"
+        "from core.store.recovery import main\n"
+        "status = main(sys.argv[1:])\n"
+        "print(os.sched_getscheduler(0))\n"
+        "sys.exit(status)\n"
+    )
+    command = [sys.executable, "-c", script, "compact", str(data_dir), "2", "--idle", "--nice=19"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
+    )
+    path, policy = done.stdout.split()
+    assert Path(path) == snapshot_path(data_dir, 2)
+    assert int(policy) == os.SCHED_IDLE
+
+
 def test_the_compact_entry_point_takes_its_cpus(data_dir: Path) -> None:
     _journal(data_dir, [UnsetLock("2")])
 
