@@ -162,10 +162,8 @@ class Table:
             if not found:
                 return None
             if found == key and self._is_sim(index, sim_id):
-                if len(self._found_ids) >= _FOUND_IDS:
-                    self._found_ids.clear()
-                self._found_ids[sim_id] = index = int(index)
-                return index
+                self._remember(sim_id, int(index))
+                return int(index)
             number = (number + 1) & self._sim_id_last
 
     def sim(self, index: int) -> Subscriber:
@@ -208,7 +206,12 @@ class Table:
         """
         self._check_cold(index)
         found = self._head_sim_id(index)
-        return str(self._document(index)["simId"]) if found is None else found
+        sim_id = str(self._document(index)["simId"]) if found is None else found
+        # perf: lock on first connect names the SIM it writes by reading its simId here, and
+        # checking the write looks the SIM up by that simId: remembered, that probe (~10 µs
+        # between decisions, bench/writes.py) is a dict lookup. simIds are unique in a snapshot.
+        self._remember(sim_id, index)
+        return sim_id
 
     def document_if_virtual(self, index: int) -> dict[str, Any] | None:
         """Return the SIM's document if it lists virtual subscribers, else None, unparsed.
@@ -294,6 +297,12 @@ class Table:
             if end > 0 and head.find(b"\\", _AT_START, end) < 0:
                 return head[_AT_START:end].decode()
         return None
+
+    def _remember(self, sim_id: str, index: int) -> None:
+        """Keep the index of a simId for sim_by_id() (the last _FOUND_IDS or so)."""
+        if len(self._found_ids) >= _FOUND_IDS:
+            self._found_ids.clear()
+        self._found_ids[sim_id] = index
 
     def _check_cold(self, index: int) -> None:
         if not 0 <= index < self.sim_count:
