@@ -63,7 +63,11 @@ class Store:
     fsync: str = "batch"  # "batch": group commit (many writes share one fsync); "always"
     compact_after_records: int = 100_000  # journal records since the snapshot
     compact_after_seconds: float = 3600.0  # age of the oldest record not in a snapshot
-    compaction_rate_mb: float = 100.0  # MB/s a compaction writes at most; 0: no limit
+    # MB/s a compaction writes at most; 0: no limit. Its memory traffic on the other CPU slows
+    # the decisions (the two CPUs share caches): in turn with read-only, 25 MB/s left them
+    # 0.974-0.995 of their rate, 50 MB/s 0.968, 100 MB/s 0.954 (bench/writes.py). The price: a
+    # compaction takes ~11 s at 1M SIMs, ~2 min at 10M.
+    compaction_rate_mb: float = 25.0
     # CPUs for the journal's durable writes and the compaction child; (): the server's own
     io_cpus: tuple[int, ...] = ()
     # fsync = "batch": the least time between the starts of two syncs; writes that come

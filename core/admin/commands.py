@@ -254,7 +254,7 @@ def _when(seconds: object) -> str:
 
 
 #: the answer comes when the compaction is done: paced (store.compaction_rate_mb), a 10M-SIM
-#: snapshot takes ~30 s at the default rate, longer at a lower one
+#: snapshot takes ~2 min at the default rate, longer at a lower one
 COMPACT_TIMEOUT: Final = 3600.0
 
 
