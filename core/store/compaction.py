@@ -102,7 +102,8 @@ def _records(
     recomputed as the running sum of the lengths.
     """
     section = base.header.sections[RECORDS]
-    records = bytearray(base.buffer[section.offset : section.offset + section.length])
+    with memoryview(base.buffer) as view:  # one copy: slicing the map would make two
+        records = bytearray(view[section.offset : section.offset + section.length])
     count = len(records) // RECORD.size
     halves = memoryview(records).cast("I")
     lengths = halves[_HALVES - 3 :: _HALVES]
@@ -192,7 +193,8 @@ def _imsi_value(sub: Subscriber) -> int:
 def _slots(base: MappedSnapshot, number: int) -> array[int]:
     section = base.header.sections[number]
     slots = array("Q")
-    slots.frombytes(base.buffer[section.offset : section.offset + section.length])
+    with memoryview(base.buffer) as view:  # one copy: slicing the map would make two
+        slots.frombytes(view[section.offset : section.offset + section.length])
     return slots
 
 
