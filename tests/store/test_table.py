@@ -158,6 +158,10 @@ def test_colliding_sim_ids_are_told_apart_however_the_document_spells_them(
         assert [mapped.sim_id(0), mapped.sim_id(1)] == sim_ids
         with pytest.raises(IndexError):
             mapped.sim_id(2)
+    with Table.open(path) as mapped:  # the simIds read from the records first (remembered)
+        assert [mapped.sim_id(1), mapped.sim_id(0)] == sim_ids[::-1]
+        assert [mapped.sim_by_id(sim_id) for sim_id in sim_ids] == [0, 1]
+        assert mapped.sim_by_id("absent") is None
 
 
 @settings(max_examples=150, deadline=None)
@@ -175,6 +179,7 @@ def test_sim_id_reads_any_simid_however_json_wrote_it(
             path = writer.commit([])
         with Table.open(path) as mapped:
             assert mapped.sim_id(0) == sim_id
+            assert mapped.sim_by_id(sim_id) == 0
 
 
 def test_lock_on_first_connect_is_the_sim_flag_and_the_group_keeps_its_own(
