@@ -324,7 +324,7 @@ _VIRTUAL_KEY: Final = b'"virtualSubscribers":'
 _SIM_ID_FIRST: Final = b'{"simId":"'  # how the documents simgate writes begin
 _AT_START: Final = len(_SIM_ID_FIRST)
 _SIM_ID_HEAD: Final = _AT_START + 256  # bytes read by _head_sim_id(); a longer simId is parsed
-_FOUND_IDS: Final = 65_536  # simIds remembered by sim_by_id
+_FOUND_IDS: Final = 65_536  # simIds remembered by sim_by_id and sim_id
 
 
 def load_newest(
