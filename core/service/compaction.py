@@ -38,7 +38,7 @@ log = structlog.get_logger("simgate.compaction")
 #: the decisions lost: bench/writes.py, compaction-same-cpu); on an idle core it runs at will.
 #: On Linux the child also runs SCHED_IDLE (``--idle``), below every nice level: at 1,000
 #: writes/s on one CPU the decisions kept 0.884-0.901 of their read-only rate (four runs),
-#: 0.869-0.881 at nice 19 alone (three).
+#: 0.869-0.881 at nice 19 alone (four).
 COMPACTION_NICENESS = 19
 
 
