@@ -37,8 +37,8 @@ log = structlog.get_logger("simgate.compaction")
 #: so that on a core the decisions keep busy it gets ~1.5% of the time (10 gave it ~10%, which
 #: the decisions lost: bench/writes.py, compaction-same-cpu); on an idle core it runs at will.
 #: On Linux the child also runs SCHED_IDLE (``--idle``), below every nice level: at 1,000
-#: writes/s on one CPU the decisions kept 0.884-0.901 of their read-only rate (four runs),
-#: 0.869-0.881 at nice 19 alone (four).
+#: writes/s on one CPU the decisions kept 0.901 of their read-only rate against 0.872 at nice 19
+#: alone, in back-to-back runs of otherwise the same code (200 pairs each; later runs 0.884-0.892).
 COMPACTION_NICENESS = 19
 
 
