@@ -523,7 +523,7 @@ class Writes:
         """Make every submitted write durable and applied, then stop the threads."""
         if self._commit is None:
             return
-        await self._commit.flush()
+        await self.settle()
         assert self._task is not None
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)

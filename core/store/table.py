@@ -162,8 +162,9 @@ class Table:
             if not found:
                 return None
             if found == key and self._is_sim(index, sim_id):
-                self._remember(sim_id, int(index))
-                return int(index)
+                index = int(index)
+                self._remember(sim_id, index)
+                return index
             number = (number + 1) & self._sim_id_last
 
     def sim(self, index: int) -> Subscriber:
