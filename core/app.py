@@ -206,14 +206,21 @@ class Server:
 
     def _table_facts(self) -> TableFacts:
         assert self.writes is not None
-        live = self.writes.live
+        writes = self.writes
+        live, commit, compactor = writes.live, writes.commit, writes.compactor
         return TableFacts(
             live.sim_count,
             live.imsi_count,
             live.base.seq,
             live.base.created_at,
             live.seq,
-            len(self.writes.sessions),
+            len(writes.sessions),
+            writes.sessions.online(),
+            commit.records,
+            commit.commits,
+            compactor.compactions,
+            compactor.failures,
+            compactor.last_seconds,
         )
 
     def _health(self) -> dict[str, Any]:

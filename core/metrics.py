@@ -38,14 +38,20 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @dataclass(frozen=True, slots=True)
 class TableFacts:
-    """What the table says about itself, read at scrape time."""
+    """What the table, its write path and the sessions say about themselves, at scrape time."""
 
     sims: int
     imsis: int
     sequence: int  # of the mapped snapshot
     created_at: float
     journal_sequence: int  # of the last write applied
-    sessions: int
+    sessions: int  # SIMs with a session in memory
+    sessions_online: int
+    journal_records: int  # writes made durable since start
+    journal_syncs: int  # the syncs that made them durable (group commit: fewer)
+    compactions: int
+    compaction_failures: int
+    compaction_seconds: float  # the last compaction's, 0 before the first
 
 
 class SimgateCollector(Collector):
@@ -178,9 +184,46 @@ class SimgateCollector(Collector):
             "simgate_snapshot_age_seconds", "Age of the mapped snapshot", value=age
         )
         yield GaugeMetricFamily(
+            "simgate_sessions", "SIMs with a session in memory", value=facts.sessions
+        )
+        yield GaugeMetricFamily(
+            "simgate_sessions_online", "SIMs whose session is online", value=facts.sessions_online
+        )
+        yield from self._journal(facts)
+        yield GaugeMetricFamily(
             "simgate_reply_cache_entries",
             "Entries in the RFC 5080 cache",
             value=self._reply_cache_entries(),
+        )
+
+    def _journal(self, facts: TableFacts) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "simgate_journal_sequence",
+            "Sequence number of the last write applied (snapshot sequence + writes since)",
+            value=facts.journal_sequence,
+        )
+        yield CounterMetricFamily(
+            "simgate_journal_records",
+            "Writes made durable in the journal",
+            value=facts.journal_records,
+        )
+        yield CounterMetricFamily(
+            "simgate_journal_syncs",
+            "Journal syncs that made them durable (records / syncs = writes per group commit)",
+            value=facts.journal_syncs,
+        )
+        yield CounterMetricFamily(
+            "simgate_compactions", "Snapshots written by compaction", value=facts.compactions
+        )
+        yield CounterMetricFamily(
+            "simgate_compaction_failures",
+            "Compactions that failed (the table served on from the older snapshot)",
+            value=facts.compaction_failures,
+        )
+        yield GaugeMetricFamily(
+            "simgate_compaction_last_seconds",
+            "Duration of the last compaction",
+            value=facts.compaction_seconds,
         )
 
     def _kernel(self) -> Iterator[Metric]:

@@ -76,6 +76,7 @@ class Compactor:
         self._running = asyncio.Lock()
         self._first_unsnapshotted: float | None = None
         self.compactions = 0
+        self.failures = 0  # compactions that raised (/metrics)
         self.last_seconds = 0.0
 
     def note_write(self) -> None:
@@ -110,6 +111,13 @@ class Compactor:
             CompactionError: the child process failed.
             OSError: the journal could not be rotated or read.
         """
+        try:
+            return await self._compact()
+        except (CompactionError, OSError):
+            self.failures += 1
+            raise
+
+    async def _compact(self) -> tuple[int, Path]:
         async with self._running:
             started = time.monotonic()
             async with self._commit.lock:

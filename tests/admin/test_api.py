@@ -62,6 +62,18 @@ def refusal(response: httpx.Response) -> dict[str, Any]:
     return error
 
 
+async def scrape(api: httpx.AsyncClient) -> dict[str, float]:
+    """/metrics as {sample with its labels: value}."""
+    response = await api.get("/metrics")
+    assert response.status_code == 200
+    return {
+        name: float(value)
+        for name, _, value in (
+            line.rpartition(" ") for line in response.text.splitlines() if line[:1] != "#"
+        )
+    }
+
+
 async def sim(api: httpx.AsyncClient, sim_id: str) -> dict[str, Any]:
     response = await api.get(f"/v1/sims/{sim_id}")
     assert response.status_code == 200, response.text
@@ -617,6 +629,30 @@ async def test_bad_batch_is_400_naming_the_field(
     assert (await sim(shared_api, "1"))["imeiLock"] is None
 
 
+async def test_metrics_show_sessions_and_writes_sharing_syncs(
+    server: Server, api: httpx.AsyncClient
+) -> None:
+    before = await scrape(api)
+    assert before["simgate_sessions"] == 0 and before["simgate_sessions_online"] == 0
+    assert before["simgate_journal_records_total"] == 0
+    snapshot = before["simgate_snapshot_sequence"]
+    assert before["simgate_journal_sequence"] == snapshot
+    assert await admit(server, "440100000000001", SAME_IMEISV) == ("accept", None)
+    assert await admit(server, "440100000000003", SAME_IMEISV) == ("accept", None)
+
+    def create(n: int) -> Any:
+        return api.post("/v1/sims", json={"simId": f"m-{n}", "imsi": f"4401000000004{n:02d}"})
+
+    answers = await asyncio.gather(*(create(n) for n in range(20)))
+    assert [answer.status_code for answer in answers] == [201] * 20
+    after = await scrape(api)
+    assert after["simgate_sessions"] == 2 and after["simgate_sessions_online"] == 2
+    assert after["simgate_journal_records_total"] == 20
+    assert after["simgate_journal_sequence"] == snapshot + 20
+    assert 1 <= after["simgate_journal_syncs_total"] < 20  # group commit: writes share syncs
+    assert after["simgate_table_sims"] == before["simgate_table_sims"] + 20
+
+
 # -- groups ---------------------------------------------------------------------------------------
 
 #: test credentials to look for in every answer and log line
@@ -975,8 +1011,15 @@ async def test_a_failed_compaction_answers_500_with_the_reason_and_changes_nothi
     assert "no space left on device" in answer.json()["error"]["message"], answer.text
     assert server.writes.live.base.seq == before
     assert (await sim(api, "3"))["imeiLock"] is None  # the write is still served
+    metrics = await scrape(api)
+    assert metrics["simgate_compaction_failures_total"] == 1
+    assert metrics["simgate_compactions_total"] == 0
     monkeypatch.setattr(compactor, "_run_child", child)
     assert (await api.post("/v1/snapshot/compact")).status_code == 200
+    metrics = await scrape(api)
+    assert metrics["simgate_compaction_failures_total"] == 1
+    assert metrics["simgate_compactions_total"] == 1
+    assert metrics["simgate_compaction_last_seconds"] > 0
 
 
 async def test_writes_during_a_compaction_are_all_kept(
