@@ -19,6 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from core.app import Server, StartupError
+from core.policy.imei import format_identity
 from core.probe import Request, build_access_request
 from core.radius.codes import Code
 from core.radius.wire import iter_attributes
@@ -587,6 +588,35 @@ async def test_batch_locks_each_sim_to_its_own_session(
     assert await admit(server, "440100000000001", OTHER_DEVICE) == ("reject", "imei-mismatch")
     assert await admit(server, NEW_SIM["imsi"], SAME_IMEISV) == ("reject", "imei-mismatch")
     assert await admit(server, NEW_SIM["imsi"], OTHER_DEVICE) == ("accept", None)
+
+
+async def test_a_batch_larger_than_a_chunk_locks_every_sim_in_order_sharing_syncs(
+    server: Server, api: httpx.AsyncClient
+) -> None:
+    count = 70  # over two chunks of LOCK_MANY_CHUNK
+    sim_ids = [f"b-{n}" for n in range(count)]
+    for n, sim_id in enumerate(sim_ids):
+        imsi = f"4401000000005{n:02d}"
+        assert (await api.post("/v1/sims", json={"simId": sim_id, "imsi": imsi})).is_success
+        device = f"{35387923000000 + n:014d}0".encode()  # an IMEI with spare digit 0
+        assert await admit(server, imsi, device) == ("accept", None)
+    before = await scrape(api)
+    asked = [*sim_ids[:40], "b-3", "no-such-sim", *sim_ids[40:]]  # b-3 twice
+    response = await api.post("/v1/sims/set_imei_lock", json={"simIds": asked})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [result["simId"] for result in body["results"]] == asked
+    assert body["failed"] == 1 and body["results"][41]["ok"] is False
+    for n in (0, 3, 39, 69):
+        shown = format_identity(35387923000000 + n)  # the 15 digits with the Luhn digit
+        assert (await sim(api, f"b-{n}"))["imeiLock"]["imei"] == shown
+    assert body["results"][40]["imeiLock"] == body["results"][3]["imeiLock"]
+    assert await admit(server, "440100000000569", OTHER_DEVICE) == ("reject", "imei-mismatch")
+    after = await scrape(api)
+    records = after["simgate_journal_records_total"] - before["simgate_journal_records_total"]
+    syncs = after["simgate_journal_syncs_total"] - before["simgate_journal_syncs_total"]
+    assert records == count + 1
+    assert syncs <= records / 8  # not one sync per SIM
 
 
 async def test_batch_reports_sessions_without_imei_and_warnings(

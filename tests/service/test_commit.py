@@ -67,6 +67,19 @@ async def test_writes_to_different_sims_share_one_fsync(
     assert commit.commits == 1
 
 
+async def test_a_burst_is_made_durable_in_batches_of_at_most_max_batch(
+    opened: tuple[LiveTable, JournalWriter, Path],
+) -> None:
+    live, journal, data = opened
+    commit = CommitLoop(journal, lambda: live, max_batch=2)
+    futures = [commit.submit(SetStatus(str(n), Status.SUSPENDED)) for n in range(1, 4)]
+    await commit.flush()
+    assert [await future for future in futures] == [2, 3, 4]
+    assert commit.commits == 2
+    records, _ = read_journal(data, 1, repair=False)
+    assert [seq for seq, _ in records] == [2, 3, 4]
+
+
 async def test_fsync_always_gives_every_write_its_own_fsync(
     opened: tuple[LiveTable, JournalWriter, Path],
 ) -> None:
