@@ -22,6 +22,9 @@ from urllib.parse import quote
 
 from core.admin.client import AdminClient, ApiError
 
+#: SIM ids per POST /v1/sims/set_imei_lock (the API's limit, core.service.control.MAX_PAGE)
+BATCH_PAGE: Final = 1000
+
 STATUS_ACTIONS = {
     "activate": "activate",
     "deactivate": "deactivate",
@@ -73,7 +76,10 @@ def add_commands(commands: Any, config_default: str) -> None:
     batch = lock_commands.add_parser(
         "batch", parents=[common], help="lock SIMs, each to its own online session's IMEI"
     )
-    batch.add_argument("sim_ids", nargs="+")
+    batch.add_argument("sim_ids", nargs="*", help="SIM ids (and/or --file)")
+    batch.add_argument(
+        "--file", help="read SIM ids from FILE, one per line ('-': stdin; lines from # skipped)"
+    )
     batch.add_argument("--allow-unreported", action="store_true")
     batch.set_defaults(run=_lock_batch)
 
@@ -215,15 +221,45 @@ def _lock_unset(args: argparse.Namespace, api: AdminClient) -> int:
 
 
 def _lock_batch(args: argparse.Namespace, api: AdminClient) -> int:
-    body = api.post(
-        "/v1/sims/set_imei_lock", {"simIds": args.sim_ids, "allowUnreported": args.allow_unreported}
-    ).body
+    """Lock the SIMs BATCH_PAGE at a time (the API takes at most that many per call)."""
+    sim_ids = [*args.sim_ids, *([] if args.file is None else _sim_ids_in(args.file))]
+    if not sim_ids:
+        raise ApiError("lock batch: no SIM ids given (as arguments or with --file)", 2)
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(sim_ids), BATCH_PAGE):
+        request = {
+            "simIds": sim_ids[start : start + BATCH_PAGE],
+            "allowUnreported": args.allow_unreported,
+        }
+        try:
+            results += api.post("/v1/sims/set_imei_lock", request).body["results"]
+        except ApiError as error:  # the pages before were written: say so, then fail
+            if results:
+                _print_batch(args, results)
+            error.args = (f"{error} (after {start} of {len(sim_ids)} SIMs)",)
+            raise
+    return _print_batch(args, results)
+
+
+def _print_batch(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
+    failed = sum(1 for item in results if not item.get("ok"))
     rows = [("SIM ID", "RESULT", "IMEI LOCK / ERROR")]
-    for item in body["results"]:
+    for item in results:
         detail = item["imeiLock"]["imei"] if item.get("ok") else item.get("error", "")
         rows.append((item["simId"], "locked" if item.get("ok") else "refused", detail))
-    _print(args, body, rows)
-    return 0 if body.get("failed", 0) == 0 else 1
+    _print(args, {"results": results, "failed": failed}, rows)
+    return 0 if failed == 0 else 1
+
+
+def _sim_ids_in(name: str) -> list[str]:
+    """SIM ids one per line, spaces trimmed; blank lines and lines starting with ``#`` skipped
+    (a ``#`` inside a line is part of the id: simIds may hold one)."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text()
+    except OSError as error:
+        raise ApiError(f"{name}: {error.strerror or error}", 2) from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def _groups_get(args: argparse.Namespace, api: AdminClient) -> int:

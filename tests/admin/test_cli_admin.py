@@ -288,6 +288,34 @@ def test_lock_batch_reports_each_sim(served: Served) -> None:
     assert "no online session" in rows[2][2]
 
 
+def test_lock_batch_reads_a_file_and_sends_it_in_pages_of_the_api_limit(
+    served: Served, tmp_path: Path
+) -> None:
+    create(served, "cli-file-1", "440100000000391")
+    assert verdict(served, "440100000000391", SAME_IMEISV) == "accept"
+    unknown = [f"cli-nope-{n}" for n in range(1000)]
+    listing = tmp_path / "sims.txt"
+    listing.write_text("\n".join(["# fleet A", "cli-file-1", "", *unknown, "  cli-file-1 "]))
+    result = simgate(served, "lock", "batch", "--file", str(listing), "--json")
+    assert result.returncode == 1, result.stderr  # the unknown SIMs could not be locked
+    body = json.loads(result.stdout)
+    assert [item["simId"] for item in body["results"]] == ["cli-file-1", *unknown, "cli-file-1"]
+    assert body["failed"] == 1000
+    first, last = body["results"][0], body["results"][-1]  # the last one in a second call
+    assert first["ok"] and last["ok"] and last["imeiLock"]["imei"] == LOCKED_IMEI
+
+
+def test_lock_batch_without_sim_ids_is_a_usage_error(served: Served, tmp_path: Path) -> None:
+    empty = tmp_path / "none.txt"
+    empty.write_text("# nothing yet\n\n")
+    for args in (("lock", "batch"), ("lock", "batch", "--file", str(empty))):
+        result = simgate(served, *args)
+        assert result.returncode == 2
+        assert "no SIM ids given" in result.stderr
+    missing = simgate(served, "lock", "batch", "--file", str(tmp_path / "missing.txt"))
+    assert missing.returncode == 2 and "missing.txt" in missing.stderr
+
+
 # -- groups, events, snapshot ---------------------------------------------------------------------
 
 
