@@ -8,6 +8,11 @@ CPU 1 each send ``POST /v1/sims/{simId}/set_imei_lock`` with a fresh IMEI, one r
 is back: by then it is in the journal and fsynced. Prints writes/s and p50/p99 latency, and the
 server's CPU time per write.
 
+**batch**: the same server (group commit); ``--repeats`` times, 1,000 unlocked SIMs get an
+online session (an Access-Request each, with an IMEI, over UDP from CPU 1), then one
+``POST /v1/sims/set_imei_lock`` locks them all, each to its own session's IMEI. Prints the
+seconds that call took (every result checked) and the journal syncs it used (/metrics).
+
 **hotpath**: in this process, pinned to CPU 0, in one event loop (uvloop, as the server runs):
 ``Pipeline.handle`` on pre-built Access-Requests (as bench/micro.py), 64 per turn of the loop as
 the server's datagram pump takes them, against a ``LiveTable`` opened with ``open_live()``, in
@@ -46,7 +51,7 @@ other processes to go quiet; during it, it records the time other processes took
 (``stolenPercent``) and their CPU use anywhere (``otherCpuPercent``). A mode with either high
 is marked DISTURBED.
 
-    .venv/bin/python bench/writes.py [--size 1m] [--only api|hotpath] [--slices 160] [--slice 0.1]
+    .venv/bin/python bench/writes.py [--size 1m] [--only api|batch|hotpath] [--slices 160]
 
 Writes one JSON result under bench/results/.
 """
@@ -62,6 +67,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -76,9 +82,21 @@ from typing import Any, Final
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.micro import check, environment, make_pipeline
-from bench.scenarios import CACHE, LOCK_BASE, SECRET, SIZES, build_packets, data_dir
+from bench.scenarios import (
+    CACHE,
+    IMSI_BASE,
+    LOCK_BASE,
+    SECRET,
+    SIZES,
+    build_packets,
+    data_dir,
+)
+from core.admin.client import AdminClient
 from core.config import Store, from_mapping
+from core.probe import Request, build_access_request
 from core.radius import dictionary
+from core.radius.auth import Secret
+from core.radius.dictionary import Handles
 from core.service.commit import CommitLoop, journal_syncer, sync_executor
 from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
@@ -110,11 +128,11 @@ TARGET: Final = 0.90  # decisions beside writes and a compaction / read-only (is
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="1m")
-    parser.add_argument("--only", choices=("api", "hotpath"), default=None)
+    parser.add_argument("--only", choices=("api", "batch", "hotpath"), default=None)
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP connections")
     parser.add_argument("--seconds", type=float, default=4.0, help="api: per measurement")
     parser.add_argument("--warmup", type=float, default=1.0, help="api: not counted")
-    parser.add_argument("--repeats", type=int, default=5, help="api: median of this many")
+    parser.add_argument("--repeats", type=int, default=5, help="api, batch: median of this many")
     parser.add_argument("--packets", type=int, default=100_000, help="hotpath: requests built")
     parser.add_argument("--interval", type=float, default=0.001, help="hotpath: s between writes")
     parser.add_argument(
@@ -167,6 +185,8 @@ def main() -> int:
         )
         if args.only in (None, "api"):
             result["api"] = api_benchmark(args, source, workdir)
+        if args.only in (None, "batch"):
+            result["batch"] = batch_benchmark(args, source, workdir)
         if args.only in (None, "hotpath"):
             result["hotpath"] = hotpath_benchmark(args, source, workdir)
     finally:
@@ -295,7 +315,9 @@ class Server:
         config = workdir / "simgate.toml"
         config.write_text(
             "[radius]\n"
-            'listen = "127.0.0.1"\nauth_port = 0\nacct_port = 0\n'
+            'listen = "127.0.0.1"\nauth_port = 0\nacct_port = 0\nreject_delay = 0.0\n'
+            '[[radius.clients]]\nname = "bench"\naddress = "127.0.0.1"\n'
+            f"secret = {json.dumps(SECRET)}\n"
             f"[store]\ndata_dir = {json.dumps(str(self.data))}\n"
             f'fsync = "{fsync}"\ncompact_after_records = 100000000\n'
             "compact_after_seconds = 86400.0\n"
@@ -312,14 +334,16 @@ class Server:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        self.port = self._wait_ready()
+        self.port, self.auth_port = self._wait_ready()
 
-    def _wait_ready(self, limit: float = 120.0) -> int:
+    def _wait_ready(self, limit: float = 120.0) -> tuple[int, int]:
+        """The HTTP and RADIUS auth ports from the "ready" log line."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             for line in self.log.read_text(errors="replace").splitlines():
                 if '"ready"' in line:
-                    return int(json.loads(line)["http_port"])
+                    ready = json.loads(line)
+                    return int(ready["http_port"]), int(ready["auth_port"])
             if self.process.poll() is not None:
                 raise SystemExit(f"the server exited: {self.log.read_text()[-3000:]}")
             time.sleep(0.05)
@@ -458,6 +482,83 @@ async def one_client(
     finally:
         writer.close()
     return sent, acked
+
+
+# -- batch: one set_imei_lock call for 1,000 SIMs ----------------------------------------------
+
+BATCH_SIMS: Final = 1000  # the API's most per call (core.service.control.MAX_PAGE)
+
+
+def batch_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> dict[str, Any]:
+    pin_self(CLIENT_CPU)
+    unlocked = (i for i in range(SIZES[args.size]) if 12 <= i % 20 < 18)  # scenarios.rows
+    directory = workdir / "batch"
+    directory.mkdir()
+    settle(args.settle)
+    server = Server(directory, source, "batch")
+    runs: list[dict[str, Any]] = []
+    try:
+        handles = dictionary.load().handles
+        api = AdminClient(f"http://127.0.0.1:{server.port}", TOKEN, timeout=120.0)
+        for repeat in range(args.repeats):
+            numbers = [next(unlocked) for _ in range(BATCH_SIMS)]
+            bring_online(server.auth_port, numbers, handles)
+            syncs = journal_syncs(api)
+            started = time.perf_counter()
+            body = api.post("/v1/sims/set_imei_lock", {"simIds": sim_ids(numbers)}).body
+            seconds = time.perf_counter() - started
+            locked = {item["simId"]: item for item in body["results"] if item.get("ok")}
+            if body["failed"] or len(locked) != len(numbers):
+                raise SystemExit(f"batch lock failed: {body['failed']} SIMs refused")
+            for number, sim_id in zip(numbers, sim_ids(numbers), strict=True):
+                shown = locked[sim_id]["imeiLock"]["imei"]
+                if not shown.startswith(f"{LOCK_BASE + number:014d}"):
+                    raise SystemExit(f"{sim_id} locked to {shown}, not its session's IMEI")
+            runs.append(
+                {
+                    "seconds": round(seconds, 4),
+                    "syncs": journal_syncs(api) - syncs,
+                }
+            )
+            print(
+                f"  batch lock run {repeat + 1}: {BATCH_SIMS} SIMs in {seconds:.3f} s, "
+                f"{runs[-1]['syncs']} journal syncs"
+            )
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    median = sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+    print(
+        f"batch lock, {BATCH_SIMS} SIMs with online sessions in one call: "
+        f"{median['seconds']:.3f} s (median of {len(runs)}), {median['syncs']} syncs"
+    )
+    summary = {"sims": BATCH_SIMS, "seconds": median["seconds"], "syncs": median["syncs"]}
+    return {**summary, "runs": runs}
+
+
+def sim_ids(numbers: list[int]) -> list[str]:
+    return [f"89811{number:014d}" for number in numbers]
+
+
+def bring_online(port: int, numbers: list[int], handles: Handles) -> None:
+    """An Access-Request per SIM with an IMEI (LOCK_BASE + number); each must be accepted."""
+    secret = Secret(SECRET.encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5.0)
+        for count, number in enumerate(numbers):
+            request = Request(imsi=str(IMSI_BASE + number), imei=f"{LOCK_BASE + number:014d}0")
+            packet = build_access_request(request, count & 0xFF, os.urandom(16), secret, handles)
+            sock.sendto(packet, ("127.0.0.1", port))
+            reply = sock.recv(4096)
+            if reply[0] != 2:  # Access-Accept
+                raise SystemExit(f"SIM {number}: code {reply[0]}, not an Access-Accept")
+
+
+def journal_syncs(api: AdminClient) -> int:
+    for line in api.get("/metrics").raw.decode().splitlines():
+        if line.startswith("simgate_journal_syncs_total "):
+            return int(float(line.split()[1]))
+    raise SystemExit("simgate_journal_syncs_total is not in /metrics")
 
 
 # -- hotpath: decisions beside writes and compaction -----------------------------------------
