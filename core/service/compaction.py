@@ -20,12 +20,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import structlog
 
 from core.service.commit import CommitLoop
 from core.store.commands import from_json
-from core.store.journal import read_journal
+from core.store.format import SnapshotError
+from core.store.journal import JournalError, read_journal
 from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
 from core.store.recovery import prune_snapshots
@@ -48,6 +50,11 @@ _CATCH_UP_CHUNK = 32
 
 class CompactionError(Exception):
     """The child process could not write the snapshot; the message is what it said."""
+
+
+#: what a failed compaction raises; nothing is swapped in then, and the table serves on from
+#: the snapshot it had (the journal keeps every write)
+COMPACTION_FAILURES: Final = (CompactionError, JournalError, SnapshotError, OSError)
 
 
 class Compactor:
@@ -101,7 +108,7 @@ class Compactor:
             if self.due() and not self._running.locked():
                 try:
                     await self.compact()
-                except (CompactionError, OSError) as error:
+                except COMPACTION_FAILURES as error:  # counted; the next due() tries again
                     log.error("compaction_failed", detail=str(error))
 
     async def compact(self) -> tuple[int, Path]:
@@ -109,11 +116,13 @@ class Compactor:
 
         Raises:
             CompactionError: the child process failed.
+            SnapshotError: the snapshot it wrote does not open (checksums, format).
+            JournalError: the journal's records since the rotation do not read back.
             OSError: the journal could not be rotated or read.
         """
         try:
             return await self._compact()
-        except (CompactionError, OSError):
+        except COMPACTION_FAILURES:
             self.failures += 1
             raise
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from core.policy import imei
 from core.service.commit import CommitLoop
-from core.service.compaction import CompactionError
+from core.service.compaction import COMPACTION_FAILURES
 from core.service.events import EventStore, SessionCreated
 from core.service.sessions import Session, Sessions, describe_nas
 from core.store.commands import (
@@ -37,7 +37,6 @@ from core.store.commands import (
     UnsetLock,
     parse_lock,
 )
-from core.store.journal import JournalError
 from core.store.live import LiveTable
 from core.store.records import STATUS_BY_LABEL
 
@@ -227,7 +226,7 @@ class Control:
     async def compact(self) -> dict[str, Any]:
         try:
             seq, path = await self._compact()
-        except (CompactionError, JournalError, OSError) as error:  # nothing was swapped in
+        except COMPACTION_FAILURES as error:  # nothing was swapped in
             raise Refused(500, "compaction-failed", f"compaction failed: {error}") from None
         return {"seq": seq, "path": str(path)}
 

@@ -1052,6 +1052,44 @@ async def test_a_failed_compaction_answers_500_with_the_reason_and_changes_nothi
     assert metrics["simgate_compaction_last_seconds"] > 0
 
 
+async def test_a_snapshot_that_does_not_open_fails_the_compaction_and_the_next_one_runs(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh snapshot that does not open (SnapshotError) fails that compaction alone: the
+    threshold watcher counts it, logs it and tries again, as it does for a failed child."""
+    server = await servers.start(store={"compact_after_records": 1})
+    assert server.writes is not None
+    compactor = server.writes.compactor
+    child = compactor._run_child
+    broken = compactor.data_dir / "broken.sgs"
+
+    async def garbage(upto: int) -> Any:
+        broken.write_bytes(b"not a snapshot at all" * 10)
+        return broken
+
+    monkeypatch.setattr(compactor, "_run_child", garbage)
+    async with client(server) as api:
+        before = (await api.get("/healthz")).json()["snapshotSequence"]
+        assert (await api.post("/v1/sims/3/unset_imei_lock")).is_success  # due: 1 record
+        for _ in range(100):  # the watcher looks every second
+            if (await scrape(api))["simgate_compaction_failures_total"] >= 1:
+                break
+            await asyncio.sleep(0.05)
+        answer = await api.post("/v1/snapshot/compact")
+        assert answer.status_code == 500, answer.text
+        assert answer.json()["error"]["code"] == "compaction-failed"
+        assert (await scrape(api))["simgate_compaction_failures_total"] >= 2
+        assert (await sim(api, "3"))["imeiLock"] is None  # served from the overlay
+        monkeypatch.setattr(compactor, "_run_child", child)
+        for _ in range(100):
+            if (await scrape(api))["simgate_compactions_total"] >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert (await scrape(api))["simgate_compactions_total"] == 1
+        assert (await api.get("/healthz")).json()["snapshotSequence"] > before
+        assert (await sim(api, "3"))["imeiLock"] is None
+
+
 async def test_writes_during_a_compaction_are_all_kept(
     servers: Servers, server: Server, api: httpx.AsyncClient
 ) -> None:
