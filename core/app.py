@@ -221,11 +221,15 @@ class Server:
             compactor.compactions,
             compactor.failures,
             compactor.last_seconds,
+            commit.failure is not None,
         )
 
     def _health(self) -> dict[str, Any]:
+        failure = None if self.writes is None else self.writes.commit.failure
         return {
-            "status": "ok",
+            "status": "ok" if failure is None else "degraded",
+            # a failed journal sync: decisions go on from memory, every write is refused
+            "journalError": None if failure is None else str(failure),
             "version": __version__,
             "uptimeSeconds": round(time.time() - self._started_at, 3),
             "sims": 0 if self.writes is None else self.writes.live.sim_count,

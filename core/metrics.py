@@ -52,6 +52,7 @@ class TableFacts:
     compactions: int
     compaction_failures: int
     compaction_seconds: float  # the last compaction's, 0 before the first
+    journal_failed: bool  # a sync failed: every write is refused until a restart
 
 
 class SimgateCollector(Collector):
@@ -201,6 +202,11 @@ class SimgateCollector(Collector):
             "simgate_journal_sequence",
             "Sequence number of the last write applied (snapshot sequence + writes since)",
             value=facts.journal_sequence,
+        )
+        yield GaugeMetricFamily(
+            "simgate_journal_failed",
+            "1 once a journal sync failed: writes are refused until simgate is restarted",
+            value=int(facts.journal_failed),
         )
         yield CounterMetricFamily(
             "simgate_journal_records",

@@ -46,8 +46,11 @@ def create_app(
         return Response(render(metrics), media_type=CONTENT_TYPE)
 
     @app.get("/healthz")
-    async def get_health() -> dict[str, Any]:
-        return health()
+    async def get_health() -> JSONResponse:
+        """200 while the server does all it promises; 503 when it is degraded (decisions are
+        still served, writes are not: the body says why)."""
+        body = health()
+        return JSONResponse(body, status_code=200 if body.get("status") == "ok" else 503)
 
     if control is not None:
         _sim_routes(app, control)

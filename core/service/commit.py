@@ -10,6 +10,9 @@ Invariants:
 - Writes are applied in sequence order, the order they were journaled.
 - Validation happens before the journal (``check``); applying a journaled command never fails,
   so replay after a crash is deterministic.
+- A failed sync fails its batch's writes, and the journal fails every later one (what reached
+  the file is unknown until recovery reads it): each write submitted afterwards fails at once
+  with that error, none waits, and the loop goes on; ``failure`` says why (/healthz).
 
 Must not: import the RADIUS codec or the admin API.
 """
@@ -77,6 +80,7 @@ class CommitLoop:
         *,
         always: bool = False,
         on_applied: Callable[[int, Any, bool], None] | None = None,
+        on_failed: Callable[[OSError], None] | None = None,
         executor: Executor | None = None,
         syncer: Syncer | None = None,
         interval: float = 0.0,
@@ -100,6 +104,8 @@ class CommitLoop:
         self._last_sync = -math.inf
         self._live = live  # the current live table (it is swapped by compaction)
         self._on_applied = on_applied
+        self._on_failed = on_failed
+        self.failure: OSError | None = None  # the journal's, once a sync failed
         self._pending: deque[tuple[Any, asyncio.Future[int]]] = deque()
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # a batch's sync and compaction's rotate() never overlap
@@ -129,7 +135,7 @@ class CommitLoop:
             await self.flush()
 
     async def flush(self) -> None:
-        """Make every write submitted so far durable and apply it."""
+        """Make every write submitted so far durable and apply it, or fail it (``failure``)."""
         async with self._lock:
             while self._pending:
                 wait = self._last_sync + self._interval - time.monotonic()
@@ -144,7 +150,8 @@ class CommitLoop:
                     for _, _, future in batch:
                         if not future.done():
                             future.set_exception(error)
-                    raise
+                    self._failed(error)
+                    continue
                 self.commits += 1
                 live = self._live()
                 for seq, command, future in batch:
@@ -247,13 +254,25 @@ class CommitLoop:
             pending.popleft()
             try:
                 command = live.check(command)  # the canonical form is what is journaled
+                seq = self._journal.append(command.to_json())
+            except OSError as error:  # the journal failed earlier: nothing more is durable
+                if not future.done():
+                    future.set_exception(error)
+                self._failed(error)
+                continue
             except Exception as error:  # noqa: BLE001 - the caller gets the check's refusal
                 if not future.done():
                     future.set_exception(error)
                 continue
-            batch.append((self._journal.append(command.to_json()), command, future))
+            batch.append((seq, command, future))
             touched |= keys
         return batch
+
+    def _failed(self, error: OSError) -> None:
+        if self.failure is None:
+            self.failure = error
+            if self._on_failed is not None:
+                self._on_failed(error)
 
     @property
     def lock(self) -> asyncio.Lock:

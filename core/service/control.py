@@ -199,10 +199,10 @@ class Control:
                 await asyncio.wait([future for *_, future in chunk])
             for result, command, warn, future in chunk:
                 failure = future.exception()
-                if isinstance(failure, CommandError):
+                if isinstance(failure, CommandError | OSError):
                     result["error"] = _refusal(failure).message
                     continue
-                if failure is not None:  # the journal failed: the call fails (a 500)
+                if failure is not None:
                     raise failure
                 result["ok"] = True
                 result["imeiLock"] = {
@@ -235,7 +235,7 @@ class Control:
     async def _write(self, command: Command) -> int:
         try:
             return await self._commit.submit(command)
-        except CommandError as error:
+        except (CommandError, OSError) as error:
             raise _refusal(error) from None
 
     def _lock(self, sim_id: str, given: object, allow_unreported: object) -> tuple[SetLock, bool]:
@@ -293,11 +293,19 @@ class Control:
         return view
 
 
-def _refusal(error: CommandError) -> Refused:
-    """The answer to a write the table refused: 404 for an unknown SIM, else 400."""
+def _refusal(error: CommandError | OSError) -> Refused:
+    """The answer to a write that was not made: 404 for an unknown SIM, 400 for another
+    refusal, 503 when the journal failed (nothing can be made durable)."""
     if isinstance(error, UnknownSim):
         return Refused(404, "not-found", str(error.message), "simId")
-    return Refused(400, "invalid", str(error), error.field)
+    if isinstance(error, CommandError):
+        return Refused(400, "invalid", str(error), error.field)
+    return Refused(
+        503,
+        "journal-failed",
+        f"the journal failed ({error}): no write can be made durable until simgate is "
+        "restarted; the write was not made",
+    )
 
 
 def _session_view(session: Session) -> dict[str, Any]:

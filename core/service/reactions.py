@@ -152,6 +152,8 @@ class Reactions:
             error = None if future.cancelled() else future.exception()
             if isinstance(error, CommandError):  # refused when its batch formed (a race lost)
                 log.debug("write_refused", command=type(command).__name__)
+            elif isinstance(error, OSError):  # the journal failed: logged once (writepath),
+                log.debug("write_failed", command=type(command).__name__)  # not per request
             elif future.cancelled() or error is not None:
                 log.error("write_failed", command=type(command).__name__, error=str(error))
             done(not future.cancelled() and error is None)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+import structlog
+
 from core.config import Config
 from core.service.commit import CommitLoop, journal_syncer, sync_executor
 from core.service.compaction import Compactor
@@ -26,6 +28,8 @@ from core.service.stats import Stats
 from core.service.webhook import WebhookSender
 from core.store.journal_writer import JournalWriter
 from core.store.live import LiveTable
+
+log = structlog.get_logger("simgate.store")
 
 #: sessions the session table has room for from the start (32 MiB of slots)
 SESSIONS_PRESIZED: Final = 1 << 18
@@ -45,6 +49,7 @@ class WritePath:
             self.current,
             always=store.fsync == "always",
             on_applied=self._applied,
+            on_failed=self._journal_failed,
             executor=self._sync_executor,
             syncer=journal_syncer(store.io_cpus),
             interval=store.sync_interval,
@@ -113,6 +118,13 @@ class WritePath:
         if self._sync_executor is not None:
             self._sync_executor.shutdown(wait=True)
         self.live.close()
+
+    def _journal_failed(self, error: OSError) -> None:
+        log.error(
+            "journal_failed",
+            error=str(error),
+            detail="writes are refused until simgate is restarted; decisions go on",
+        )
 
     def _applied(self, seq: int, command: Any, changed: bool) -> None:
         self.compactor.note_write()

@@ -12,6 +12,7 @@ import errno
 import importlib.util
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +27,7 @@ from core.radius.wire import iter_attributes
 from core.store.format import MAGIC
 from tests.admin.conftest import Servers, client
 from tests.service.test_udp import HANDLES, KEY, access_request, exchange
-from tests.subscribers import LOCKED_IMEI, OTHER_DEVICE, SAME_IMEISV, ZEROS_15
+from tests.subscribers import LOCKED_IMEI, OTHER_DEVICE, SAME_IMEISV, SIMS, ZEROS_15
 
 pytestmark = pytest.mark.asyncio
 #: for the tests that change nothing: they share one server (``shared_server``)
@@ -1088,6 +1089,51 @@ async def test_a_snapshot_that_does_not_open_fails_the_compaction_and_the_next_o
         assert (await scrape(api))["simgate_compactions_total"] == 1
         assert (await api.get("/healthz")).json()["snapshotSequence"] > before
         assert (await sim(api, "3"))["imeiLock"] is None
+
+
+async def test_a_failed_journal_sync_refuses_writes_with_503_and_decisions_go_on(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """The disk fails under the journal (EBADF here, EIO on a real one): the write in flight
+    and every one after it are refused at once, naming the journal; nothing waits for a sync
+    that cannot happen; RADIUS is still answered from memory; health says degraded."""
+    lines = [*SIMS, {"simId": "first-1", "imsi": "440100000000150", "groupId": "first"}]
+    server = await servers.start(lines)
+    assert server.writes is not None
+    journal = server.writes.journal
+    good = journal._handle
+    read_only = os.open(tmp_path / "read-only", os.O_RDONLY | os.O_CREAT)
+    journal._handle = read_only  # every write to the segment fails
+    try:
+        with capture_logs() as logs:
+            async with client(server) as api:
+                first = await api.post("/v1/sims/3/unset_imei_lock")
+                assert first.status_code == 503, first.text
+                assert refusal(first)["code"] == "journal-failed"
+                assert "journal failed" in refusal(first)["message"]
+                later = await asyncio.wait_for(api.post("/v1/sims/2/deactivate"), 5.0)
+                assert later.status_code == 503 and refusal(later)["code"] == "journal-failed"
+                assert (await sim(api, "3"))["imeiLock"] is not None  # nothing was made
+                assert await admit(server, "440100000000003", SAME_IMEISV) == ("accept", None)
+                # lock on first connect cannot be made durable: the request is judged against
+                # the table as it stands (unlocked), and it is answered, not left waiting
+                reply = asyncio.wait_for(admit(server, "440100000000150", SAME_IMEISV), 5.0)
+                assert await reply == ("accept", None)
+                assert (await sim(api, "first-1"))["imeiLock"] is None
+                health = await api.get("/healthz")
+                assert health.status_code == 503
+                assert health.json()["status"] == "degraded"
+                assert "Bad file descriptor" in health.json()["journalError"]
+                assert (await scrape(api))["simgate_journal_failed"] == 1
+        assert [entry["event"] for entry in logs].count("journal_failed") == 1
+    finally:
+        os.close(read_only)
+        journal._handle = good
+    restarted = await asyncio.wait_for(servers.restart(server), 30.0)  # stop does not hang
+    async with client(restarted) as fresh:
+        assert (await fresh.get("/healthz")).json()["status"] == "ok"
+        assert (await sim(fresh, "3"))["imeiLock"] is not None  # never acknowledged, not made
+        assert (await fresh.post("/v1/sims/3/unset_imei_lock")).is_success
 
 
 async def test_writes_during_a_compaction_are_all_kept(

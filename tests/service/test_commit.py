@@ -186,13 +186,18 @@ async def test_a_failed_c_sync_fails_its_writes_and_the_journal(
     journal._handle = os.open(tmp_path / "read-only", os.O_RDONLY | os.O_CREAT)  # EBADF on write
     try:
         written = commit.submit(SetStatus("1", Status.SUSPENDED))
-        with pytest.raises(OSError):
-            await commit.flush()
+        await commit.flush()  # fails the batch, not the caller of flush (stop() is one)
         with pytest.raises(OSError):
             await written
+        assert isinstance(commit.failure, OSError)
         with pytest.raises(OSError):  # failed for good: what reached the file is unknown
             journal.append(b"{}")
+        later = commit.submit(SetStatus("2", Status.SUSPENDED))
+        await asyncio.wait_for(commit.flush(), 5.0)
+        with pytest.raises(OSError):  # at once, with the same error: nothing waits for a sync
+            await later
         assert live.sim("1").status == Status.ACTIVE  # type: ignore[union-attr]  # not applied
+        assert live.sim("2").status == Status.ACTIVE  # type: ignore[union-attr]
     finally:
         os.close(journal._handle)
         journal._handle = good
