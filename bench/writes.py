@@ -24,14 +24,14 @@ four modes:
                                 lock on first connect sends it: checked and journaled when its
                                 batch forms, made durable by the C syncer's thread
                                 (``--syncer``) on CPU 1, syncs at least ``--sync-interval``
-                                apart, then applied, all in this event loop, as with
-                                ``store.io_cpus = [1]``
+                                apart (default: as the server chooses, 10 ms here), then
+                                applied, all in this event loop, as with ``store.io_cpus = [1]``
     writes+compaction           as "writes", with ``python -m core.store.recovery compact``
                                 running back to back in a child process on CPU 1 (io_cpus too)
     writes+compaction-same-cpu  the same with the journal thread and the child on CPU 0,
                                 beside the decisions: a server pinned to one CPU with taskset
                                 and no ``store.io_cpus`` (its threads and child inherit the
-                                pinning)
+                                pinning; the server's sync interval there is 20 ms)
 
 The SetLocks rewrite locks as they are (same identity and flag), so every verdict stays what
 the scenario expects and is checked again at the end. Each write mode is measured against
@@ -97,7 +97,7 @@ from core.probe import Request, build_access_request
 from core.radius import dictionary
 from core.radius.auth import Secret
 from core.radius.dictionary import Handles
-from core.service.commit import CommitLoop, journal_syncer, sync_executor
+from core.service.commit import CommitLoop, journal_syncer, sync_executor, sync_interval
 from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
 from core.service.udp import Collections
@@ -161,8 +161,9 @@ def main() -> int:
     parser.add_argument(
         "--sync-interval",
         type=float,
-        default=Store().sync_interval,
-        help="hotpath: the least s between two syncs' starts (store.sync_interval, %(default)s)",
+        default=None,
+        help="hotpath: the least s between two syncs' starts (store.sync_interval; default: "
+        "the server's choice for the mode's CPUs, core.service.commit.sync_interval)",
     )
     parser.add_argument(
         "--settle", type=float, default=10.0, help="s to wait for other processes to go quiet"
@@ -582,16 +583,17 @@ class Writes:
         commands: Iterator[SetLock],
         *,
         use_c: bool = True,
-        interval: float = Store().sync_interval,
+        interval: float | None = None,
     ):
         self.live = live
         self.journal = journal
         self.commands = commands
         self.use_c = use_c
-        self.interval = interval  # store.sync_interval: the least time between two syncs' starts
+        self.interval = interval  # store.sync_interval (None: as the server chooses it)
         self.acked = 0  # durable and applied: the future resolved
         self.syncs = 0  # batches made durable
         self.kind = ""
+        self.chosen_interval = 0.0  # the last start()'s
         self.failure: BaseException | None = None
         self._commit: CommitLoop | None = None
         self._executor: Executor | None = None
@@ -602,12 +604,18 @@ class Writes:
         self._executor = sync_executor(cpus)
         syncer = journal_syncer(cpus) if self.use_c else None
         self.kind = "C syncer thread" if syncer is not None else "Python thread"
+        # as the server chooses it: pinned to the decisions' CPU alone (taskset, no io_cpus),
+        # or free to use every CPU with store.io_cpus = [cpu]
+        alone = cpu == SERVER_CPU
+        self.chosen_interval = sync_interval(
+            self.interval, () if alone else (cpu,), {SERVER_CPU} if alone else CPUS
+        )
         self._commit = CommitLoop(
             self.journal,
             lambda: self.live,
             executor=self._executor,
             syncer=syncer,
-            interval=self.interval,
+            interval=self.chosen_interval,
         )
         self._task = asyncio.create_task(self._commit.run())
 
@@ -785,10 +793,9 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
         writes.write()  # one durable record: a compaction has something to do
         await writes.stop()
         summary["syncedBy"] = writes.kind  # "C syncer thread" unless not built or --syncer thread
-        summary["syncInterval"] = args.sync_interval
         print(
-            f"  journal syncs by a {writes.kind}, at least {args.sync_interval * 1e3:g} ms "
-            f"apart; decisions and the commit loop in one {summary['eventLoop']} event loop"
+            f"  journal syncs by a {writes.kind}; decisions and the commit loop in one "
+            f"{summary['eventLoop']} event loop"
         )
         gc.collect()
         gc.freeze()
@@ -803,7 +810,8 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
                 f"{min(point['pairRatios']):.3f}-{max(point['pairRatios']):.3f}; per CPU second "
                 f"of the decisions' thread {point['cpuRatio']:.3f}, pairs "
                 f"{min(point['cpuPairRatios']):.3f}-{max(point['cpuPairRatios']):.3f}); "
-                f"{point['writes']} writes, {point['syncs']} syncs, {point['compactions']} "
+                f"{point['writes']} writes, {point['syncs']} syncs at least "
+                f"{point['syncInterval'] * 1e3:g} ms apart, {point['compactions']} "
                 f"compactions; journal thread {point['helperCpuPercent']:.1f}% of a CPU, stolen "
                 f"{point['stolenPercent']:.1f}% (others {point['otherCpuPercent']:.0f}%)"
                 + (" DISTURBED" if disturbed(point) else ""),
@@ -913,6 +921,7 @@ async def hotpath_mode(
         "cpuPairRatios": [round(ratio, 3) for ratio in cpu_pairs],
         "writes": writes.acked - writes_before,
         "syncs": writes.syncs - syncs_before,
+        "syncInterval": writes.chosen_interval,
         "compactions": 0 if compactions is None else compactions.done,
         "otherCpuPercent": other_percent,
         "stolenPercent": round(100 * stolen / elapsed, 1),

@@ -124,6 +124,7 @@ class Server:
             sims=writes.live.sim_count,
             snapshot=str(writes.live.base.path or ""),
             sequence=writes.live.seq,
+            sync_interval=writes.commit.interval,
             clients=[client.name for client in settings.clients],
         )
 

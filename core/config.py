@@ -72,12 +72,11 @@ class Store:
     io_cpus: tuple[int, ...] = ()
     # fsync = "batch": the least time between the starts of two syncs; writes that come
     # meanwhile share the next one (a lone write waits for nothing). 0: the next sync starts
-    # as soon as the last one ends. Each batch costs the decisions ~250 µs of their thread
-    # (its own work and the caches it leaves cold); at 1,000 writes/s, 2 ms left them 0.82-0.84
-    # of the read-only rate, 10 ms 0.91-0.95 (bench/writes.py --only hotpath). The price: a
-    # write among others waits up to this long, one connection writing one at a time gets
-    # ~100/s, and 32 clients 2,400/s, not 3,100.
-    sync_interval: float = 0.010
+    # as soon as the last one ends. None (not set): 10 ms, or 20 ms when the syncs share the
+    # decisions' only CPU (core.service.commit.sync_interval says why and what was measured).
+    # The price: a write among others waits up to this long, and one connection writing one
+    # at a time gets ~1/interval writes a second.
+    sync_interval: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +145,11 @@ def from_mapping(document: dict[str, Any]) -> Config:
         raise ConfigError(f"log.level: must be one of {', '.join(_LEVELS)}, not {log.level!r}")
     if log.format not in _FORMATS:
         raise ConfigError(f"log.format: must be one of {', '.join(_FORMATS)}, not {log.format!r}")
-    store = _section(Store, _table(document, "store", ""), "store")
+    store_doc = dict(_table(document, "store", ""))
+    interval = store_doc.pop("sync_interval", None)  # absent: chosen at start-up
+    if interval is not None:
+        interval = _typed(interval, 0.0, "store.sync_interval")
+    store = _section(Store, store_doc, "store", sync_interval=interval)
     if not store.data_dir:
         raise ConfigError("store.data_dir: must not be empty")
     if store.fsync not in _FSYNC:
@@ -157,7 +160,7 @@ def from_mapping(document: dict[str, Any]) -> Config:
         raise ConfigError("store.compact_after_seconds: must be more than 0")
     if not store.compaction_rate_mb >= 0:  # NaN too
         raise ConfigError("store.compaction_rate_mb: must be 0 (no limit) or more")
-    if not 0 <= store.sync_interval <= 1.0:  # NaN too
+    if store.sync_interval is not None and not 0 <= store.sync_interval <= 1.0:  # NaN too
         raise ConfigError("store.sync_interval: must be between 0 and 1 second")
     cpus = os.cpu_count() or 1
     for cpu in store.io_cpus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -141,6 +142,33 @@ def test_sigterm_stops_the_server_cleanly(
     assert process.wait(timeout=15) == 0
     _, stderr = process.communicate(timeout=5)
     assert '"event": "stopped"' in stderr
+
+
+@pytest.mark.parametrize("pinned", [False, True], ids=["free", "one-cpu"])
+def test_the_server_chooses_its_sync_interval_by_its_cpus(tmp_path: Path, pinned: bool) -> None:
+    """A server confined to one CPU (taskset, a cpuset) spaces its journal syncs further."""
+    cpus = os.sched_getaffinity(0)
+    if not pinned and len(cpus) < 2:
+        pytest.skip("one CPU: every server here is confined to it")
+    config, _ = write_config(tmp_path)
+    data = tmp_path / "sims.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in SIMS))
+    assert run("import", "--config", str(config), str(data)).returncode == 0
+    confine = (lambda: os.sched_setaffinity(0, {min(cpus)})) if pinned else None
+    process = subprocess.Popen(
+        [*SIMGATE, "serve", "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=confine,  # only sched_setaffinity, before exec
+    )
+    try:
+        ready = wait_ready(process)
+        assert ready["sync_interval"] == (0.02 if pinned else 0.01)
+    finally:
+        process.kill()
+        process.communicate(timeout=10)
 
 
 def test_bad_config_stops_startup_naming_the_key(tmp_path: Path) -> None:

@@ -37,9 +37,15 @@ def test_empty_document_gives_the_defaults() -> None:
     assert config.radius.imsi_from_user_name is False
     assert config.radius.clients == ()
     assert config.store.data_dir == "var/data"
+    assert config.store.sync_interval is None  # chosen at start-up by the CPUs
     assert (config.http.listen, config.http.port, config.http.token) == ("127.0.0.1", 8080, "")
     assert (config.log.level, config.log.format) == ("info", "auto")
     assert config.warnings == ()
+
+
+def test_a_sync_interval_given_is_kept() -> None:
+    assert from_mapping({"store": {"sync_interval": 0}}).store.sync_interval == 0.0
+    assert from_mapping({"store": {"sync_interval": 0.03}}).store.sync_interval == 0.03
 
 
 def test_client_defaults() -> None:

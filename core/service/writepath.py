@@ -17,7 +17,13 @@ from typing import Any, Final
 import structlog
 
 from core.config import Config
-from core.service.commit import CommitLoop, journal_syncer, sync_executor
+from core.service.commit import (
+    CommitLoop,
+    journal_syncer,
+    process_cpus,
+    sync_executor,
+    sync_interval,
+)
 from core.service.compaction import Compactor
 from core.service.control import Control
 from core.service.events import EventHub, EventStore
@@ -52,7 +58,7 @@ class WritePath:
             on_failed=self._journal_failed,
             executor=self._sync_executor,
             syncer=journal_syncer(store.io_cpus),
-            interval=store.sync_interval,
+            interval=sync_interval(store.sync_interval, store.io_cpus, process_cpus()),
         )
         self.compactor = Compactor(
             Path(store.data_dir),

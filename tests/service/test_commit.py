@@ -17,7 +17,14 @@ import pytest
 import pytest_asyncio
 
 from core.provision import import_file
-from core.service.commit import CommitLoop, journal_syncer, sync_executor
+from core.service.commit import (
+    INTERVAL,
+    ONE_CPU_INTERVAL,
+    CommitLoop,
+    journal_syncer,
+    sync_executor,
+    sync_interval,
+)
 from core.store.commands import CommandError, SetLock, SetStatus, UnknownSim
 from core.store.journal import read_journal
 from core.store.journal_writer import JournalWriter
@@ -308,3 +315,21 @@ async def test_a_job_the_c_syncer_refuses_is_made_durable_by_a_thread(
     assert journal.durable_seq == 2 and c_syncer.jobs == 0
     records, _ = read_journal(data, 1, repair=False)
     assert [seq for seq, _ in records] == [2]
+
+
+@pytest.mark.parametrize(
+    ("configured", "io_cpus", "cpus", "chosen"),
+    [
+        (None, (), {0, 1}, INTERVAL),  # syncs may run beside the decisions
+        (None, (1,), {0, 1}, INTERVAL),
+        (None, (), {0}, ONE_CPU_INTERVAL),  # pinned to one CPU: syncs share it
+        (None, (0,), {0}, ONE_CPU_INTERVAL),
+        (None, (1,), {0}, INTERVAL),  # io_cpus moves them off it
+        (0.003, (), {0}, 0.003),  # a configured interval is kept
+        (0.0, (1,), {0, 1}, 0.0),
+    ],
+)
+async def test_the_sync_interval_follows_where_the_syncs_run(
+    configured: float | None, io_cpus: tuple[int, ...], cpus: set[int], chosen: float
+) -> None:
+    assert sync_interval(configured, io_cpus, cpus) == chosen
