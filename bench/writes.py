@@ -584,12 +584,14 @@ class Writes:
         *,
         use_c: bool = True,
         interval: float | None = None,
+        activity: Callable[[], int] | None = None,
     ):
         self.live = live
         self.journal = journal
         self.commands = commands
         self.use_c = use_c
         self.interval = interval  # store.sync_interval (None: as the server chooses it)
+        self.activity = activity  # RADIUS replies so far, as the server counts them
         self.acked = 0  # durable and applied: the future resolved
         self.syncs = 0  # batches made durable
         self.kind = ""
@@ -616,6 +618,7 @@ class Writes:
             executor=self._executor,
             syncer=syncer,
             interval=self.chosen_interval,
+            activity=self.activity,
         )
         self._task = asyncio.create_task(self._commit.run())
 
@@ -779,6 +782,7 @@ def hotpath_benchmark(args: argparse.Namespace, source: Path, workdir: Path) -> 
         same_locks(live),
         use_c=args.syncer == "c",
         interval=args.sync_interval,
+        activity=lambda: sum(pipeline.stats.replies.values()),
     )
     work = [(packet, ("127.0.0.1", 40000 + n % 20000)) for n, (packet, _) in enumerate(packets)]
     summary: dict[str, Any] = {

@@ -59,6 +59,7 @@ class WritePath:
             executor=self._sync_executor,
             syncer=journal_syncer(store.io_cpus),
             interval=sync_interval(store.sync_interval, store.io_cpus, process_cpus()),
+            activity=lambda: sum(stats.replies.values()),
         )
         self.compactor = Compactor(
             Path(store.data_dir),

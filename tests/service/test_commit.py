@@ -275,6 +275,25 @@ async def test_writes_within_the_sync_interval_share_the_next_sync(
         runner.cancel()
 
 
+async def test_with_no_decisions_since_the_last_sync_the_next_one_starts_at_once(
+    opened: tuple[LiveTable, JournalWriter, Path],
+) -> None:
+    live, journal, _ = opened
+    answered = [0]  # RADIUS requests answered, as the server counts its replies
+    commit = CommitLoop(journal, lambda: live, interval=5.0, activity=lambda: answered[0])
+    runner = asyncio.create_task(commit.run())
+    try:
+        assert await commit.submit(SetStatus("1", Status.SUSPENDED)) == 2
+        # an idle server: the next write does not wait out the interval
+        assert await asyncio.wait_for(commit.submit(SetStatus("2", Status.SUSPENDED)), 2.0) == 3
+        answered[0] += 1  # a request was decided: the interval protects the decisions again
+        third = commit.submit(SetStatus("3", Status.SUSPENDED))
+        await asyncio.sleep(0.3)
+        assert not third.done() and commit.commits == 2
+    finally:
+        runner.cancel()
+
+
 async def test_fsync_always_ignores_the_sync_interval(
     opened: tuple[LiveTable, JournalWriter, Path],
 ) -> None:
