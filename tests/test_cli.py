@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -70,8 +70,23 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, int]]]:
     """``simgate import`` the shared SIMs, then ``simgate serve`` until the test ends."""
-    config, ports = write_config(tmp_path, reject_delay=0.0)
-    data = tmp_path / "sims.jsonl"
+    process, ports = serve(tmp_path)
+    try:
+        wait_ready(process)
+        yield process, ports
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def serve(
+    directory: Path, confine: Callable[[], None] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """``simgate import`` the shared SIMs into ``directory``, then start ``simgate serve``
+    (``confine`` runs in the child before exec: sched_setaffinity, say)."""
+    config, ports = write_config(directory, reject_delay=0.0)
+    data = directory / "sims.jsonl"
     data.write_text("".join(json.dumps(line) + "\n" for line in SIMS))
     imported = run("import", "--config", str(config), str(data))
     assert imported.returncode == 0, imported.stderr
@@ -82,14 +97,9 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, in
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=confine,
     )
-    try:
-        wait_ready(process)
-        yield process, ports
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
+    return process, ports
 
 
 def wait_ready(process: subprocess.Popen[str]) -> dict[str, object]:
@@ -150,19 +160,7 @@ def test_the_server_chooses_its_sync_interval_by_its_cpus(tmp_path: Path, pinned
     cpus = os.sched_getaffinity(0)
     if not pinned and len(cpus) < 2:
         pytest.skip("one CPU: every server here is confined to it")
-    config, _ = write_config(tmp_path)
-    data = tmp_path / "sims.jsonl"
-    data.write_text("".join(json.dumps(line) + "\n" for line in SIMS))
-    assert run("import", "--config", str(config), str(data)).returncode == 0
-    confine = (lambda: os.sched_setaffinity(0, {min(cpus)})) if pinned else None
-    process = subprocess.Popen(
-        [*SIMGATE, "serve", "--config", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=confine,  # only sched_setaffinity, before exec
-    )
+    process, _ = serve(tmp_path, (lambda: os.sched_setaffinity(0, {min(cpus)})) if pinned else None)
     try:
         ready = wait_ready(process)
         assert ready["sync_interval"] == (0.02 if pinned else 0.01)

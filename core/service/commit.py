@@ -268,15 +268,16 @@ class CommitLoop:
             pending.popleft()
             try:
                 command = live.check(command)  # the canonical form is what is journaled
+            except Exception as error:  # noqa: BLE001 - the caller gets the check's refusal
+                if not future.done():
+                    future.set_exception(error)
+                continue
+            try:
                 seq = self._journal.append(command.to_json())
             except OSError as error:  # the journal failed earlier: nothing more is durable
                 if not future.done():
                     future.set_exception(error)
                 self._failed(error)
-                continue
-            except Exception as error:  # noqa: BLE001 - the caller gets the check's refusal
-                if not future.done():
-                    future.set_exception(error)
                 continue
             batch.append((seq, command, future))
             touched |= keys
