@@ -97,7 +97,13 @@ from core.probe import Request, build_access_request
 from core.radius import dictionary
 from core.radius.auth import Secret
 from core.radius.dictionary import Handles
-from core.service.commit import CommitLoop, journal_syncer, sync_executor, sync_interval
+from core.service.commit import (
+    CommitLoop,
+    journal_syncer,
+    process_cpus,
+    sync_executor,
+    sync_interval,
+)
 from core.service.compaction import COMPACTION_NICENESS
 from core.service.pipeline import Pipeline
 from core.service.udp import Collections
@@ -119,7 +125,7 @@ CLIENT_CPU: Final = 1
 IMEI_BASE: Final = 36_000_000_000_000
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 MODES: Final = ("read-only", "writes", "writes+compaction", "writes+compaction-same-cpu")
-CPUS: Final = frozenset(os.sched_getaffinity(0))  # before this process pins itself
+CPUS: Final = frozenset(process_cpus())  # before this process pins itself
 NOISY: Final = 15.0  # % of a CPU used by other processes: wait before measuring
 STOLEN: Final = 3.0  # % of a hot-path run that other processes took from CPU 0: disturbed
 TARGET: Final = 0.90  # decisions beside writes and a compaction / read-only (issue 3)
